@@ -1,0 +1,106 @@
+"""Messages: commands, queries and domain events, each carrying :class:`Metadata`.
+
+All messages are immutable pydantic v2 models. A message's metadata says who sent it, when,
+and which earlier message caused it, so a whole conversation can be traced by its
+correlation id.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self
+from uuid import UUID, uuid4
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["Command", "DomainEvent", "Message", "Metadata", "Query"]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Metadata(BaseModel):
+    """Identity and lineage of a message.
+
+    A message that starts a conversation is its own correlation; one caused by another
+    message shares that message's correlation id and names it as its causation.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    message_id: UUID = Field(default_factory=uuid4)
+    timestamp: AwareDatetime = Field(default_factory=_utc_now)
+    correlation_id: UUID | None = None
+    causation_id: UUID | None = None
+    user_id: str | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _root_correlates_with_itself(self) -> Self:
+        if self.correlation_id is None:
+            object.__setattr__(self, "correlation_id", self.message_id)
+        return self
+
+    def caused(self, child: Metadata | None = None) -> Metadata:
+        """Metadata for a message caused by the one carrying this metadata.
+
+        ``child`` keeps its own id and time (a fresh id and time when omitted); correlation,
+        causation and user come from this message.
+        """
+        base = child if child is not None else Metadata()
+        return Metadata(
+            message_id=base.message_id,
+            timestamp=base.timestamp,
+            correlation_id=self.correlation_id,
+            causation_id=self.message_id,
+            user_id=self.user_id if base.user_id is None else base.user_id,
+        )
+
+
+class Message(BaseModel):
+    """Base of every message: immutable, strict about unknown fields, with metadata."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metadata: Metadata = Field(default_factory=Metadata)
+
+    def with_metadata(self, metadata: Metadata) -> Self:
+        """A copy of this message carrying ``metadata``."""
+        return self.model_copy(update={"metadata": metadata})
+
+
+class Command(Message):
+    """A request to change state, named in the imperative (``PlaceOrder``).
+
+    ``metadata.message_id`` is the command id: sending the same id twice through a bus with
+    the idempotency middleware returns the first result and writes nothing.
+    """
+
+
+class Query(Message):
+    """A request for data that changes nothing (``GetOrderDetails``)."""
+
+
+class DomainEvent(Message):
+    """Something that happened, named in the past tense (``OrderPlaced``).
+
+    Subclasses may set ``event_type`` (the stored name, defaults to the class name) and
+    ``schema_version`` (defaults to 1; bump it together with an upcaster when the payload
+    shape changes).
+    """
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "event_type" not in cls.__dict__:
+            cls.event_type = cls.__name__
+        if not isinstance(cls.schema_version, int) or cls.schema_version < 1:
+            raise TypeError(f"{cls.__qualname__}.schema_version must be an int >= 1")

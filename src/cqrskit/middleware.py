@@ -1,0 +1,106 @@
+"""Middleware shipped with cqrskit: structured logging, retry on conflict, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import TypeVar
+
+from cqrskit.bus import CommandResult, Context, Next
+from cqrskit.errors import ConcurrencyError
+from cqrskit.messages import Command, Message
+from cqrskit.store.base import EventStore
+
+__all__ = ["IdempotencyMiddleware", "LoggingMiddleware", "RetryOnConflict"]
+
+M = TypeVar("M", bound=Message)
+R = TypeVar("R")
+
+
+class LoggingMiddleware:
+    """Logs each message's outcome and duration with its correlation id.
+
+    Records carry ``message_type``, ``message_id``, ``correlation_id``, ``duration_ms``
+    and ``outcome`` as structured fields (``extra``), for JSON log formatters.
+    """
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._log = logger or logging.getLogger("cqrskit.bus")
+
+    async def __call__(self, context: Context[M], call_next: Next[M, R]) -> R:
+        message = context.message
+        fields: dict[str, object] = {
+            "message_type": type(message).__name__,
+            "message_id": str(message.metadata.message_id),
+            "correlation_id": str(message.metadata.correlation_id),
+        }
+        started = time.perf_counter()
+        try:
+            result = await call_next(context)
+        except Exception as exc:
+            fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            fields["outcome"] = type(exc).__name__
+            self._log.warning(
+                "%s failed: %s", fields["message_type"], exc, extra=fields, exc_info=exc
+            )
+            raise
+        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        fields["outcome"] = "ok"
+        self._log.info("%s handled", fields["message_type"], extra=fields)
+        return result
+
+
+class RetryOnConflict:
+    """Runs the rest of the pipeline again when it raises :class:`ConcurrencyError`.
+
+    Each try runs the handler with a fresh unit of work, so it reloads the aggregates it
+    touches. Waits grow exponentially from ``base_delay`` up to ``max_delay`` with full
+    jitter, so that competing writers spread out; after ``attempts`` tries the error is
+    raised to the caller.
+    """
+
+    def __init__(
+        self, attempts: int = 5, base_delay: float = 0.002, max_delay: float = 0.1
+    ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be >= 1")
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+
+    async def __call__(
+        self, context: Context[Command], call_next: Next[Command, CommandResult]
+    ) -> CommandResult:
+        while True:
+            try:
+                return await call_next(context)
+            except ConcurrencyError:
+                if context.attempt >= self.attempts:
+                    raise
+                ceiling = min(self.max_delay, self.base_delay * 2 ** (context.attempt - 1))
+                await asyncio.sleep(random.uniform(0, ceiling))
+                context.attempt += 1
+
+
+class IdempotencyMiddleware:
+    """Makes commands idempotent by their id (``metadata.message_id``).
+
+    A command whose id was handled before returns the first result and writes nothing. A
+    new command's events are recorded under its id in the same transaction as the events,
+    so the record survives restarts, and two concurrent repeats cannot both write.
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    async def __call__(
+        self, context: Context[Command], call_next: Next[Command, CommandResult]
+    ) -> CommandResult:
+        key = str(context.message.metadata.message_id)
+        earlier = await self._store.find_idempotent(key)
+        if earlier is not None:
+            return CommandResult(earlier.result_id, earlier.position, replayed=True)
+        context.idempotency_key = key
+        return await call_next(context)

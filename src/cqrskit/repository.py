@@ -1,0 +1,165 @@
+"""Loading and saving aggregates, and the unit of work a command handler runs in."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TypeVar
+
+from cqrskit.aggregate import Aggregate
+from cqrskit.errors import AggregateNotFound
+from cqrskit.messages import Message
+from cqrskit.store.base import (
+    NO_STREAM,
+    AppendResult,
+    EventStore,
+    Idempotency,
+    Snapshot,
+    StreamAppend,
+)
+
+__all__ = ["Repository", "UnitOfWork"]
+
+A = TypeVar("A", bound=Aggregate)
+
+log = logging.getLogger("cqrskit.repository")
+
+
+class Repository:
+    """Loads aggregates from their streams and appends their new events.
+
+    ``snapshot_every`` maps aggregate types to N: after a save crosses a multiple of N
+    events, a snapshot is stored, and loading starts from the latest one. Snapshots are a
+    cache: a missing or outdated one only costs a longer replay.
+    """
+
+    def __init__(
+        self, store: EventStore, *, snapshot_every: Mapping[type[Aggregate], int] | None = None
+    ) -> None:
+        self.store = store
+        self._snapshot_every = dict(snapshot_every or {})
+        for cls, every in self._snapshot_every.items():
+            if every < 1:
+                raise ValueError(f"snapshot_every for {cls.__qualname__} must be >= 1")
+            if not cls.supports_snapshots():
+                raise TypeError(
+                    f"{cls.__qualname__} must override snapshot_state and restore_state "
+                    "to be snapshotted"
+                )
+
+    async def load(self, cls: type[A], id: str) -> A:
+        """The aggregate ``id`` of type ``cls``; :class:`AggregateNotFound` if it has no stream."""
+        aggregate = await self.find(cls, id)
+        if aggregate is None:
+            raise AggregateNotFound(cls.category, id)
+        return aggregate
+
+    async def find(self, cls: type[A], id: str) -> A | None:
+        """Like :meth:`load`, but ``None`` when the aggregate does not exist."""
+        stream_id = cls.stream_id_for(id)
+        aggregate = cls(id)
+        if cls in self._snapshot_every:
+            snapshot = await self.store.load_snapshot(stream_id)
+            if (
+                snapshot is not None
+                and snapshot.aggregate_type == cls.category
+                and snapshot.schema_version == cls.snapshot_schema
+            ):
+                aggregate.restore_state(dict(snapshot.state))
+                aggregate.version = snapshot.version
+        events = await self.store.read_stream(stream_id, aggregate.version + 1)
+        aggregate.replay(e.event for e in events)
+        return aggregate if aggregate.version > 0 else None
+
+    async def save(
+        self,
+        *aggregates: Aggregate,
+        cause: Message | None = None,
+        idempotency: Idempotency | None = None,
+    ) -> AppendResult:
+        """Append the pending events of ``aggregates`` in one atomic append.
+
+        Each stream is guarded by the version the aggregate was loaded at. Events take
+        their correlation and causation from ``cause`` (the command being handled).
+        """
+        appends: list[StreamAppend] = []
+        saved: list[tuple[Aggregate, int]] = []
+        for aggregate in aggregates:
+            before = aggregate.persisted_version
+            events = aggregate.collect_events()
+            if not events:
+                continue
+            if cause is not None:
+                events = [e.with_metadata(cause.metadata.caused(e.metadata)) for e in events]
+            expected = before if before > 0 else NO_STREAM
+            appends.append(StreamAppend(aggregate.stream_id, events, expected))
+            saved.append((aggregate, before))
+        result = await self.store.append_many(appends, idempotency=idempotency)
+        if not result.replayed:
+            for aggregate, before in saved:
+                await self._maybe_snapshot(aggregate, before)
+        return result
+
+    async def _maybe_snapshot(self, aggregate: Aggregate, before: int) -> None:
+        every = self._snapshot_every.get(type(aggregate))
+        if every is None or aggregate.version // every == before // every:
+            return
+        snapshot = Snapshot(
+            aggregate.stream_id,
+            aggregate.version,
+            aggregate.category,
+            aggregate.snapshot_schema,
+            aggregate.snapshot_state(),
+        )
+        try:
+            await self.store.save_snapshot(snapshot)
+        except Exception:
+            # The events are committed; a missing snapshot only makes later loads longer.
+            log.warning("could not save snapshot of %s", aggregate.stream_id, exc_info=True)
+
+
+class UnitOfWork:
+    """What one command handler works with: the aggregates it loads or creates.
+
+    The bus commits the unit of work after the handler returns: every aggregate with new
+    events is saved in one atomic append, recorded under the command's id.
+    """
+
+    def __init__(self, repository: Repository, command: Message) -> None:
+        self.repository = repository
+        self.command = command
+        self._tracked: dict[str, Aggregate] = {}
+
+    async def load(self, cls: type[A], id: str) -> A:
+        """Load an aggregate and track it for the commit."""
+        return self._track(await self.repository.load(cls, id))
+
+    async def find(self, cls: type[A], id: str) -> A | None:
+        """Load an aggregate if it exists and track it for the commit."""
+        aggregate = await self.repository.find(cls, id)
+        return None if aggregate is None else self._track(aggregate)
+
+    def add(self, aggregate: A) -> A:
+        """Track a newly created aggregate for the commit."""
+        return self._track(aggregate)
+
+    def _track(self, aggregate: A) -> A:
+        known = self._tracked.get(aggregate.stream_id)
+        if known is not None and known is not aggregate:
+            raise ValueError(f"{aggregate.stream_id} is already part of this unit of work")
+        self._tracked[aggregate.stream_id] = aggregate
+        return aggregate
+
+    async def commit(self, result_id: str, idempotency_key: str | None = None) -> AppendResult:
+        """Save every tracked aggregate's new events in one append.
+
+        With ``idempotency_key`` the append is recorded under it together with
+        ``result_id``, so a repeat of the command can return the first result.
+        """
+        return await self.repository.save(
+            *self._tracked.values(),
+            cause=self.command,
+            idempotency=None
+            if idempotency_key is None
+            else Idempotency(idempotency_key, result_id),
+        )

@@ -1,0 +1,88 @@
+"""Event stores: one protocol, several backends, opened from a URL.
+
+>>> store = await open_event_store("sqlite:///var/orders/events.db", registry)
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+from cqrskit.store.base import (
+    ANY,
+    NO_STREAM,
+    START,
+    AppendResult,
+    EventStore,
+    Idempotency,
+    Position,
+    RecordedEvent,
+    Snapshot,
+    StreamAppend,
+)
+from cqrskit.store.memory import MemoryEventStore, MemoryStorage
+from cqrskit.store.serialization import EventRegistry, Upcaster
+from cqrskit.store.sqlite import SqliteEventStore
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "START",
+    "AppendResult",
+    "EventRegistry",
+    "EventStore",
+    "Idempotency",
+    "MemoryEventStore",
+    "MemoryStorage",
+    "Position",
+    "RecordedEvent",
+    "Snapshot",
+    "SqliteEventStore",
+    "StreamAppend",
+    "Upcaster",
+    "open_event_store",
+    "sqlite_path",
+]
+
+
+def sqlite_path(url: str) -> str:
+    """The file path named by a ``sqlite:///relative`` or ``sqlite:////absolute`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc:
+        raise ValueError(f"not a sqlite URL (sqlite:///path/to/file.db): {url!r}")
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not path or path == ":memory:":
+        raise ValueError(f"a sqlite URL needs a file path (use memory:// for RAM): {url!r}")
+    return path
+
+
+async def open_event_store(url: str, registry: EventRegistry) -> EventStore:
+    """Open the event store named by ``url``.
+
+    - ``memory://`` — in process memory, gone when the process ends;
+    - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` — one durable file;
+      query option ``synchronous`` (OFF, NORMAL, FULL; default FULL);
+    - ``postgresql://user@host:port/db`` — PostgreSQL; query option ``schema``.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        return MemoryEventStore(registry)
+    if scheme == "sqlite":
+        options = dict(parse_qsl(urlsplit(url).query))
+        unknown = set(options) - {"synchronous"}
+        if unknown:
+            raise ValueError(f"unknown sqlite URL option(s): {', '.join(sorted(unknown))}")
+        synchronous = options.get("synchronous", "FULL").upper()
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA: {url!r}")
+        return await SqliteEventStore.open(
+            sqlite_path(url),
+            registry,
+            synchronous=synchronous,  # type: ignore[arg-type]
+        )
+    if scheme in ("postgres", "postgresql"):
+        from cqrskit.store.postgres import PostgresEventStore
+
+        return await PostgresEventStore.open(url, registry)
+    raise ValueError(
+        f"unsupported event store URL {url!r}: use memory://, sqlite:///path or postgresql://"
+    )

@@ -1,0 +1,117 @@
+"""What every event-store backend shares: argument checks, encoding and the append entry."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from cqrskit.messages import DomainEvent
+from cqrskit.store.base import (
+    ANY,
+    AppendResult,
+    Idempotency,
+    Position,
+    StreamAppend,
+)
+from cqrskit.store.serialization import EncodedEvent, EventRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedAppend:
+    """One stream's part of an append, encoded and checked."""
+
+    stream_id: str
+    events: tuple[EncodedEvent, ...]
+    expected_version: int
+
+
+class EventStoreBase(ABC):
+    """Validates and encodes appends, then hands them to the backend's ``_append``.
+
+    Encoded appends reach ``_append`` sorted by stream id, so that two concurrent
+    multi-stream appends lock rows in the same order and cannot deadlock.
+    """
+
+    def __init__(self, registry: EventRegistry) -> None:
+        self.registry = registry
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[DomainEvent],
+        expected_version: int = ANY,
+        *,
+        idempotency: Idempotency | None = None,
+    ) -> AppendResult:
+        """Append ``events`` to one stream if it is at ``expected_version``."""
+        return await self.append_many(
+            [StreamAppend(stream_id, events, expected_version)], idempotency=idempotency
+        )
+
+    async def append_many(
+        self, appends: Sequence[StreamAppend], *, idempotency: Idempotency | None = None
+    ) -> AppendResult:
+        """Append to several streams in one transaction: all or nothing."""
+        encoded = self._encode(appends)
+        if idempotency is not None and not idempotency.key:
+            raise ValueError("an idempotency key must not be empty")
+        return await self._append(encoded, [a.stream_id for a in appends], idempotency)
+
+    def _encode(self, appends: Sequence[StreamAppend]) -> list[EncodedAppend]:
+        seen: set[str] = set()
+        encoded: list[EncodedAppend] = []
+        for append in appends:
+            if not append.stream_id:
+                raise ValueError("a stream id must not be empty")
+            if append.stream_id in seen:
+                raise ValueError(f"stream {append.stream_id!r} appears twice in one append")
+            if append.expected_version < ANY:
+                raise ValueError(
+                    f"expected version must be ANY, NO_STREAM or >= 1, "
+                    f"got {append.expected_version}"
+                )
+            seen.add(append.stream_id)
+            encoded.append(
+                EncodedAppend(
+                    append.stream_id,
+                    tuple(self.registry.encode(e) for e in append.events),
+                    append.expected_version,
+                )
+            )
+        encoded.sort(key=lambda a: a.stream_id)
+        return encoded
+
+    @abstractmethod
+    async def _append(
+        self,
+        appends: list[EncodedAppend],
+        stream_order: list[str],
+        idempotency: Idempotency | None,
+    ) -> AppendResult:
+        """Write ``appends`` atomically; report versions in ``stream_order``."""
+
+
+def dump_result(result: AppendResult) -> str:
+    """The JSON kept with an idempotency key."""
+    return orjson.dumps(
+        {
+            "versions": result.versions,
+            "position": [result.position.commit, result.position.seq],
+            "result_id": result.result_id,
+        }
+    ).decode()
+
+
+def load_result(text: str | bytes) -> AppendResult:
+    """Rebuild the result of an earlier append from its idempotency record, as a replay."""
+    raw = orjson.loads(text)
+    commit, seq = raw["position"]
+    return AppendResult(
+        versions={str(k): int(v) for k, v in raw["versions"].items()},
+        position=Position(int(commit), int(seq)),
+        result_id=str(raw["result_id"]),
+        replayed=True,
+    )

@@ -1,0 +1,200 @@
+"""The event-store port: value types and the :class:`EventStore` protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final, Protocol, Self, runtime_checkable
+
+from cqrskit.errors import ConcurrencyError
+from cqrskit.messages import DomainEvent
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "START",
+    "AppendResult",
+    "EventStore",
+    "Idempotency",
+    "Position",
+    "RecordedEvent",
+    "Snapshot",
+    "StreamAppend",
+    "check_expected_version",
+]
+
+ANY: Final = -1
+"""Expected version that accepts any current version of the stream."""
+
+NO_STREAM: Final = 0
+"""Expected version that requires the stream not to exist yet."""
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Position:
+    """A place in the global order of all events.
+
+    Ordered by ``(commit, seq)``. On PostgreSQL ``commit`` is the writing transaction's id
+    and ``seq`` the global position; backends that commit in order leave ``commit`` at 0.
+    ``str(position)`` is the consistency token handed to clients; :meth:`parse` reads it.
+    """
+
+    commit: int
+    seq: int
+
+    def __str__(self) -> str:
+        return str(self.seq) if self.commit == 0 else f"{self.commit}:{self.seq}"
+
+    @classmethod
+    def parse(cls, token: str) -> Self:
+        """Read a token made by ``str(position)``; raises ``ValueError`` on anything else."""
+        commit, sep, seq = token.strip().rpartition(":")
+        try:
+            result = cls(int(commit) if sep else 0, int(seq))
+        except ValueError:
+            raise ValueError(f"not a consistency token: {token!r}") from None
+        if result.commit < 0 or result.seq < 0:
+            raise ValueError(f"not a consistency token: {token!r}")
+        return result
+
+
+START: Final = Position(0, 0)
+"""The position before the first event."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """Events to append to one stream, guarded by the version the writer expects."""
+
+    stream_id: str
+    events: Sequence[DomainEvent]
+    expected_version: int = ANY
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """Makes an append idempotent: a second append with the same ``key`` writes nothing.
+
+    ``result_id`` is what the original caller answered (for a command, the id of the
+    aggregate it created or changed); it is stored with the key and returned on replays.
+    """
+
+    key: str
+    result_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What an append wrote: each stream's new version and the position of its last event.
+
+    ``replayed`` is true when an earlier append with the same idempotency key was found and
+    nothing was written; the versions and position are then those of that earlier append.
+    """
+
+    versions: dict[str, int]
+    position: Position
+    result_id: str = ""
+    replayed: bool = False
+
+    @property
+    def version(self) -> int:
+        """The new version of the only (or first) stream written."""
+        return next(iter(self.versions.values()), 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as stored: where it sits in its stream and in the global order."""
+
+    stream_id: str
+    version: int
+    position: Position
+    event: DomainEvent
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An aggregate's state at a stream version, so loading can skip earlier events."""
+
+    stream_id: str
+    version: int
+    aggregate_type: str
+    schema_version: int = 1
+    state: dict[str, object] = field(default_factory=dict)
+
+
+def check_expected_version(stream_id: str, expected: int, actual: int) -> None:
+    """Raise :class:`ConcurrencyError` unless ``actual`` satisfies ``expected``."""
+    if expected == ANY:
+        return
+    if expected < ANY:
+        raise ValueError(f"expected version must be ANY, NO_STREAM or >= 1, got {expected}")
+    if expected != actual:
+        raise ConcurrencyError(stream_id, expected, actual)
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Append-only storage of event streams with a global order.
+
+    Every backend passes :class:`cqrskit.testing.EventStoreContract`.
+    """
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[DomainEvent],
+        expected_version: int = ANY,
+        *,
+        idempotency: Idempotency | None = None,
+    ) -> AppendResult:
+        """Append ``events`` to one stream if it is at ``expected_version``."""
+        ...
+
+    async def append_many(
+        self, appends: Sequence[StreamAppend], *, idempotency: Idempotency | None = None
+    ) -> AppendResult:
+        """Append to several streams in one transaction: all or nothing."""
+        ...
+
+    async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+        """The events of one stream from ``from_version`` on, in version order."""
+        ...
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version; 0 when it does not exist."""
+        ...
+
+    async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
+        """Up to ``limit`` events after ``after`` in global order.
+
+        Never skips an event: an event that becomes readable later always sorts after
+        every position this call returned.
+        """
+        ...
+
+    async def head(self) -> Position:
+        """The position of the last readable event (``START`` when there is none)."""
+        ...
+
+    async def wait_for_events(self, after: Position, timeout: float) -> bool:
+        """Wait until an event after ``after`` is readable; false when ``timeout`` ran out."""
+        ...
+
+    async def find_idempotent(self, key: str) -> AppendResult | None:
+        """The result of the append made with idempotency ``key``, if there was one."""
+        ...
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Store ``snapshot``, replacing an older one of the same stream."""
+        ...
+
+    async def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        """The latest snapshot of the stream, if any."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and background tasks."""
+        ...

@@ -1,0 +1,370 @@
+"""SQLite event store: the embedded default, one file, durable, WAL.
+
+Each connection lives on its own worker thread; a whole append runs there as one
+transaction in a single hop, so the event loop never waits on a half-done append. Appends
+in this process are serialized by an asyncio lock (SQLite has one writer at a time anyway);
+``BEGIN IMMEDIATE`` and a busy timeout keep other processes writing the same file safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
+
+import orjson
+
+from cqrskit.errors import SchemaError
+from cqrskit.store._common import EncodedAppend, EventStoreBase, dump_result, load_result
+from cqrskit.store.base import (
+    START,
+    AppendResult,
+    Idempotency,
+    Position,
+    RecordedEvent,
+    Snapshot,
+    check_expected_version,
+)
+from cqrskit.store.serialization import EventRegistry
+
+__all__ = ["SqliteEventStore"]
+
+T = TypeVar("T")
+
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+_MIGRATIONS: Final = (
+    """
+    CREATE TABLE events (
+        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        event_type TEXT NOT NULL,
+        schema_version INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        UNIQUE (stream_id, version)
+    );
+    CREATE TABLE idempotency (
+        key TEXT PRIMARY KEY,
+        result TEXT NOT NULL,
+        recorded_at TEXT NOT NULL
+    );
+    CREATE TABLE snapshots (
+        stream_id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        aggregate_type TEXT NOT NULL,
+        schema_version INTEGER NOT NULL,
+        state TEXT NOT NULL
+    );
+    """,
+)
+
+_SELECT_EVENT = (
+    "SELECT stream_id, version, position, event_type, schema_version, data, metadata, "
+    "recorded_at FROM events"
+)
+
+
+class _Connection:
+    """A sqlite3 connection confined to one worker thread."""
+
+    def __init__(self, path: str, synchronous: Synchronous, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._path = path
+        self._synchronous = synchronous
+        self._db: sqlite3.Connection | None = None
+
+    def _open(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self._synchronous}")
+        db.execute("PRAGMA busy_timeout=30000")
+        self._db = db
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._db is None:
+                self._open()
+            assert self._db is not None
+            return fn(self._db)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def close(self) -> None:
+        def shut() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
+        self._executor.shutdown(wait=True)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        current = db.execute("PRAGMA user_version").fetchone()[0]
+        if current > len(_MIGRATIONS):
+            raise SchemaError(
+                f"event store schema version {current} is newer than this cqrskit "
+                f"understands ({len(_MIGRATIONS)})"
+            )
+        for number, script in enumerate(_MIGRATIONS[current:], start=current + 1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={number}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+class SqliteEventStore(EventStoreBase):
+    """Event store in one SQLite file. Open it with :meth:`open` (or ``open_event_store``)."""
+
+    def __init__(
+        self,
+        registry: EventRegistry,
+        writer: _Connection,
+        reader: _Connection,
+        poll_interval: float,
+    ) -> None:
+        super().__init__(registry)
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._poll_interval = poll_interval
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        registry: EventRegistry,
+        *,
+        synchronous: Synchronous = "FULL",
+        poll_interval: float = 1.0,
+    ) -> SqliteEventStore:
+        """Open (creating and migrating as needed) the event store in the file at ``path``.
+
+        ``synchronous="FULL"`` makes every committed append durable across power loss;
+        ``poll_interval`` bounds how late appends by *other processes* wake waiters.
+        """
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        writer = _Connection(str(target), synchronous, "cqrskit-sqlite-writer")
+        reader = _Connection(str(target), synchronous, "cqrskit-sqlite-reader")
+        try:
+            await writer.run(_migrate)
+        except BaseException:
+            await writer.close()
+            await reader.close()
+            raise
+        return cls(registry, writer, reader, poll_interval)
+
+    async def _append(
+        self,
+        appends: list[EncodedAppend],
+        stream_order: list[str],
+        idempotency: Idempotency | None,
+    ) -> AppendResult:
+        now = datetime.now(UTC).isoformat()
+
+        def write(db: sqlite3.Connection) -> AppendResult:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = _write_append(db, appends, stream_order, idempotency, now)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        async with self._write_lock:
+            result = await self._writer.run(write)
+        if not result.replayed and any(a.events for a in appends):
+            async with self._changed:
+                self._changed.notify_all()
+        return result
+
+    def _recorded(self, row: tuple[Any, ...]) -> RecordedEvent:
+        stream_id, version, seq, event_type, schema_version, data, metadata, recorded_at = row
+        return RecordedEvent(
+            stream_id,
+            version,
+            Position(0, seq),
+            self.registry.decode(event_type, schema_version, data, metadata),
+            datetime.fromisoformat(recorded_at),
+        )
+
+    async def _read_events(self, sql: str, params: tuple[Any, ...]) -> list[RecordedEvent]:
+        def read(db: sqlite3.Connection) -> list[RecordedEvent]:
+            return [self._recorded(row) for row in db.execute(sql, params)]
+
+        return await self._reader.run(read)
+
+    async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+        """The events of one stream from ``from_version`` on, in version order."""
+        return await self._read_events(
+            f"{_SELECT_EVENT} WHERE stream_id = ? AND version >= ? ORDER BY version",
+            (stream_id, from_version),
+        )
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version; 0 when it does not exist."""
+        return await self._reader.run(lambda db: _stream_version(db, stream_id))
+
+    async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
+        """Up to ``limit`` events after ``after`` in global order."""
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        return await self._read_events(
+            f"{_SELECT_EVENT} WHERE position > ? ORDER BY position LIMIT ?", (after.seq, limit)
+        )
+
+    async def head(self) -> Position:
+        """The position of the last event."""
+        return Position(0, await self._reader.run(_max_position))
+
+    async def wait_for_events(self, after: Position, timeout: float) -> bool:
+        """Wait until an event after ``after`` exists; false on timeout.
+
+        Appends through this handle wake waiters at once; appends by other processes are
+        noticed within ``poll_interval``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            async with self._changed:
+                if await self.head() > after:
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._changed.wait(), min(remaining, self._poll_interval)
+                    )
+
+    async def find_idempotent(self, key: str) -> AppendResult | None:
+        """The result of the append made with idempotency ``key``, if any."""
+        text = await self._reader.run(lambda db: _idempotency_result(db, key))
+        return None if text is None else load_result(text)
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Store ``snapshot``, replacing an older one of the same stream."""
+        state = orjson.dumps(snapshot.state).decode()
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO snapshots (stream_id, version, aggregate_type, schema_version, "
+                "state) VALUES (?, ?, ?, ?, ?) ON CONFLICT (stream_id) DO UPDATE SET "
+                "version = excluded.version, aggregate_type = excluded.aggregate_type, "
+                "schema_version = excluded.schema_version, state = excluded.state "
+                "WHERE excluded.version > snapshots.version",
+                (
+                    snapshot.stream_id,
+                    snapshot.version,
+                    snapshot.aggregate_type,
+                    snapshot.schema_version,
+                    state,
+                ),
+            )
+
+        async with self._write_lock:
+            await self._writer.run(write)
+
+    async def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        """The latest snapshot of the stream, if any."""
+
+        def read(db: sqlite3.Connection) -> Snapshot | None:
+            row = db.execute(
+                "SELECT version, aggregate_type, schema_version, state FROM snapshots "
+                "WHERE stream_id = ?",
+                (stream_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            return Snapshot(stream_id, row[0], row[1], row[2], orjson.loads(row[3]))
+
+        return await self._reader.run(read)
+
+    async def close(self) -> None:
+        """Close both connections and their threads."""
+        await self._writer.close()
+        await self._reader.close()
+
+
+def _stream_version(db: sqlite3.Connection, stream_id: str) -> int:
+    row = db.execute("SELECT MAX(version) FROM events WHERE stream_id = ?", (stream_id,)).fetchone()
+    return int(row[0] or 0)
+
+
+def _max_position(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT MAX(position) FROM events").fetchone()[0] or 0)
+
+
+def _idempotency_result(db: sqlite3.Connection, key: str) -> str | None:
+    row = db.execute("SELECT result FROM idempotency WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _write_append(
+    db: sqlite3.Connection,
+    appends: list[EncodedAppend],
+    stream_order: list[str],
+    idempotency: Idempotency | None,
+    now: str,
+) -> AppendResult:
+    if idempotency is not None:
+        earlier = _idempotency_result(db, idempotency.key)
+        if earlier is not None:
+            return load_result(earlier)
+    versions: dict[str, int] = {}
+    for append in appends:
+        current = _stream_version(db, append.stream_id)
+        check_expected_version(append.stream_id, append.expected_version, current)
+        versions[append.stream_id] = current
+    rows = []
+    for append in appends:
+        start = versions[append.stream_id]
+        for offset, event in enumerate(append.events, start=1):
+            rows.append(
+                (
+                    append.stream_id,
+                    start + offset,
+                    event.event_type,
+                    event.schema_version,
+                    event.data,
+                    event.metadata,
+                    now,
+                )
+            )
+        versions[append.stream_id] = start + len(append.events)
+    if rows:
+        db.executemany(
+            "INSERT INTO events (stream_id, version, event_type, schema_version, data, "
+            "metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    result = AppendResult(
+        versions={s: versions[s] for s in stream_order},
+        position=Position(0, _max_position(db)),
+        result_id=idempotency.result_id if idempotency else "",
+    )
+    if idempotency is not None:
+        db.execute(
+            "INSERT INTO idempotency (key, result, recorded_at) VALUES (?, ?, ?)",
+            (idempotency.key, dump_result(result), now),
+        )
+    return result

@@ -1,0 +1,1 @@
+"""Orders: the reference service built on cqrskit (under construction: see the README)."""
