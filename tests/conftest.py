@@ -2,7 +2,8 @@
 
 ``CQRSKIT_TEST_POSTGRES_URL`` (e.g. ``postgresql://postgres@127.0.0.1:5432/test``) and
 ``CQRSKIT_TEST_REDIS_URL`` (e.g. ``redis://127.0.0.1:6379/15``). Tests that need a server
-skip, saying which variable is missing, when it is not set; CI always sets both.
+skip, saying which variable is missing, when it is not set; CI always sets both, and sets
+``CQRSKIT_REQUIRE_SERVERS=1`` so that a missing server fails the run instead.
 """
 
 from __future__ import annotations
@@ -15,20 +16,24 @@ import asyncpg
 import pytest
 
 
+def _server_url(variable: str, server: str) -> str:
+    url = os.environ.get(variable)
+    if not url:
+        reason = f"{variable} is not set: no {server} server to test against"
+        if os.environ.get("CQRSKIT_REQUIRE_SERVERS"):
+            pytest.fail(reason + " (CQRSKIT_REQUIRE_SERVERS forbids skipping)")
+        pytest.skip(reason)
+    return url
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    url = os.environ.get("CQRSKIT_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("CQRSKIT_TEST_POSTGRES_URL is not set: no PostgreSQL server to test against")
-    return url
+    return _server_url("CQRSKIT_TEST_POSTGRES_URL", "PostgreSQL")
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    url = os.environ.get("CQRSKIT_TEST_REDIS_URL")
-    if not url:
-        pytest.skip("CQRSKIT_TEST_REDIS_URL is not set: no Redis server to test against")
-    return url
+    return _server_url("CQRSKIT_TEST_REDIS_URL", "Redis")
 
 
 @pytest.fixture

@@ -1,0 +1,54 @@
+# The commands the README uses. Everything runs from a project-local virtualenv that the
+# first target to need it creates, so a fresh clone needs only python3 (>= 3.11) and make.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+# Tests talk to the real servers on this machine; set a variable to empty to skip those tests.
+export CQRSKIT_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
+export CQRSKIT_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint format typecheck imports check bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+## run: the framework quickstart on the embedded SQLite store
+run: install
+	$(PY) examples/quickstart.py
+
+## test: the whole test suite
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
+
+format: install
+	$(VENV)/bin/ruff check --fix src tests bench examples
+	$(VENV)/bin/ruff format src tests bench examples
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+imports: install
+	$(VENV)/bin/lint-imports
+
+## check: everything CI checks: lint, types, import contracts, tests
+check: lint typecheck imports test
+
+## bench: the benchmarks (slow; not tests)
+bench: install
+	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis data

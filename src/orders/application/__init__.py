@@ -1,0 +1,1 @@
+"""Orders application layer: commands, queries and their handlers."""

@@ -1,0 +1,1 @@
+"""Orders queries and their handlers: they read only read models."""

@@ -1,0 +1,1 @@
+"""Orders domain: aggregates, events and value objects (arriving with the Orders service issue)."""

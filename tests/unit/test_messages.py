@@ -1,0 +1,85 @@
+from datetime import UTC, datetime, timedelta, timezone
+from uuid import uuid4
+
+import pytest
+from pydantic import ValidationError
+
+from cqrskit import Command, DomainEvent, Metadata
+
+
+class Renamed(DomainEvent):
+    name: str
+
+
+class CustomNamed(DomainEvent):
+    event_type = "shop.CustomNamed"
+    schema_version = 3
+
+
+class Rename(Command):
+    name: str
+
+
+def test_root_metadata_correlates_with_itself() -> None:
+    meta = Metadata()
+    assert meta.correlation_id == meta.message_id
+    assert meta.causation_id is None
+    assert meta.timestamp.tzinfo is not None
+
+
+def test_caused_metadata_carries_lineage() -> None:
+    command = Rename(name="x", metadata=Metadata(user_id="u1"))
+    child = command.metadata.caused()
+    assert child.correlation_id == command.metadata.correlation_id
+    assert child.causation_id == command.metadata.message_id
+    assert child.user_id == "u1"
+    assert child.message_id != command.metadata.message_id
+    grandchild = child.caused()
+    assert grandchild.correlation_id == command.metadata.message_id
+    assert grandchild.causation_id == child.message_id
+
+
+def test_caused_keeps_the_childs_identity() -> None:
+    event = Renamed(name="x")
+    stamped = Metadata(user_id="bob").caused(event.metadata)
+    assert (stamped.message_id, stamped.timestamp) == (
+        event.metadata.message_id,
+        event.metadata.timestamp,
+    )
+
+
+def test_timestamps_must_be_aware_and_become_utc() -> None:
+    with pytest.raises(ValidationError):
+        Metadata(timestamp=datetime(2026, 1, 1))
+    local = datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+    assert Metadata(timestamp=local).timestamp == datetime(2026, 1, 1, 10, tzinfo=UTC)
+    assert Metadata(timestamp=local).timestamp.utcoffset() == timedelta(0)
+
+
+def test_messages_are_immutable_and_strict() -> None:
+    command = Rename(name="x")
+    with pytest.raises(ValidationError):
+        command.name = "y"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        Rename(name="x", surprise=1)  # type: ignore[call-arg]
+
+
+def test_event_type_names_and_versions() -> None:
+    assert (Renamed.event_type, Renamed.schema_version) == ("Renamed", 1)
+    assert (CustomNamed.event_type, CustomNamed.schema_version) == ("shop.CustomNamed", 3)
+
+
+def test_schema_version_must_be_positive() -> None:
+    with pytest.raises(TypeError, match="schema_version"):
+
+        class Bad(DomainEvent):
+            schema_version = 0
+
+
+def test_with_metadata_replaces_only_metadata() -> None:
+    event = Renamed(name="x")
+    meta = Metadata(message_id=uuid4())
+    copy = event.with_metadata(meta)
+    assert copy.metadata == meta
+    assert copy.name == "x"
+    assert event.metadata != meta
