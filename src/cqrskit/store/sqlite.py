@@ -142,6 +142,7 @@ class SqliteEventStore(EventStoreBase):
         self._reader = reader
         self._write_lock = asyncio.Lock()
         self._changed = asyncio.Condition()
+        self._appended = START  # the last position this handle appended
         self._poll_interval = poll_interval
 
     @classmethod
@@ -193,6 +194,7 @@ class SqliteEventStore(EventStoreBase):
         async with self._write_lock:
             result = await self._writer.run(write)
         if not result.replayed and any(a.events for a in appends):
+            self._appended = max(self._appended, result.position)
             async with self._changed:
                 self._changed.notify_all()
         return result
@@ -245,12 +247,16 @@ class SqliteEventStore(EventStoreBase):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            if self._appended > after or await self.head() > after:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
             async with self._changed:
-                if await self.head() > after:
+                # Re-checked under the lock, without I/O: an append that finished since the
+                # read above has already moved _appended, so its wake-up cannot be missed.
+                if self._appended > after:
                     return True
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return False
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._changed.wait(), min(remaining, self._poll_interval)
