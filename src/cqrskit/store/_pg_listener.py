@@ -1,0 +1,134 @@
+"""Wake-ups for the PostgreSQL event store: one LISTEN connection per store handle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+
+_log = logging.getLogger("cqrskit.store.postgres")
+
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+"""What asyncpg raises when the server or the network goes away."""
+
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+_CLOSE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.InterfaceError)
+
+
+class Wakeups:
+    """A signal every waiter of one store handle shares.
+
+    A waiter takes :meth:`current` *before* it checks the database, then waits on it: a
+    wake-up that lands between the check and the wait is not lost.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def current(self) -> asyncio.Event:
+        """The event the next :meth:`fire` sets."""
+        return self._event
+
+    def fire(self) -> None:
+        """Wake everyone waiting now."""
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+
+class Listener:
+    """Keeps one connection LISTENing on the store's channel, reconnecting when it drops.
+
+    After every (re)connect it fires the wake-ups once, because appends committed while
+    nobody listened sent notifications that are gone.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        channel: str,
+        wakeups: Wakeups,
+        connect_options: dict[str, Any],
+        *,
+        max_retry_delay: float = 2.0,
+        liveness_interval: float = 1.0,
+    ) -> None:
+        self._dsn = dsn
+        self._channel = channel
+        self._wakeups = wakeups
+        self._connect_options = connect_options
+        self._max_retry_delay = max_retry_delay
+        self._liveness_interval = liveness_interval
+        self._task: asyncio.Task[None] | None = None
+        self._conn: asyncpg.Connection | None = None
+        self.connected = asyncio.Event()
+        """Set while the LISTEN is in place (tests wait on it)."""
+
+    @property
+    def server_pid(self) -> int | None:
+        """The listening backend's process id, while connected."""
+        conn = self._conn
+        return None if conn is None or conn.is_closed() else conn.get_server_pid()
+
+    def start(self) -> None:
+        """Start listening in the background, once."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"cqrskit-listen-{self._channel}")
+
+    async def stop(self) -> None:
+        """Stop listening and close the connection."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                await conn.close(timeout=2)
+            except _CLOSE_ERRORS:
+                conn.terminate()
+
+    def _on_notify(self, *_: object) -> None:
+        self._wakeups.fire()
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self._dsn, **self._connect_options)
+            except _CONNECT_ERRORS as exc:
+                _log.warning("event store listener cannot connect (retrying): %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_retry_delay)
+                continue
+            self._conn = conn
+            try:
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await conn.add_listener(self._channel, self._on_notify)
+                delay = 0.05
+                self.connected.set()
+                self._wakeups.fire()
+                # The termination listener reports a closed socket at once; the periodic
+                # look covers a connection asyncpg has given up on some other way.
+                while not lost.is_set() and not conn.is_closed():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), self._liveness_interval)
+                _log.warning("event store listener lost its connection; reconnecting")
+            except CONNECTION_ERRORS as exc:
+                _log.warning("event store listener failed (reconnecting): %s", exc)
+            finally:
+                self.connected.clear()
+                if conn.is_closed():
+                    self._conn = None

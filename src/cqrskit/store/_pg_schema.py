@@ -1,0 +1,233 @@
+"""The PostgreSQL event store's schema: URL options, migrations and the append function."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, TypeAlias
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from cqrskit.errors import SchemaError
+
+DEFAULT_SCHEMA: Final = "cqrskit"
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True, slots=True)
+class PgTarget:
+    """Where the store lives: the DSN handed to asyncpg and the schema within it."""
+
+    dsn: str
+    schema: str
+
+    @property
+    def quoted(self) -> str:
+        """The schema as an SQL identifier (the name is validated, quoting keeps case)."""
+        return f'"{self.schema}"'
+
+    @property
+    def channel(self) -> str:
+        """The LISTEN/NOTIFY channel of this store's appends."""
+        return f"cqrskit_events.{self.schema}"
+
+
+def parse_url(url: str) -> PgTarget:
+    """Split ``?schema=name`` off a ``postgresql://`` URL; the rest goes to asyncpg as is."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ValueError(f"not a PostgreSQL URL (postgresql://user@host/db): {url!r}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in query if key == "schema"]
+    if len(schemas) > 1:
+        raise ValueError(f"the schema option appears more than once: {url!r}")
+    schema = schemas[0] if schemas else DEFAULT_SCHEMA
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(
+            f"schema must be a plain identifier (letters, digits, _; at most 63): {schema!r}"
+        )
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    return PgTarget(urlunsplit(parts._replace(query=rest)), schema)
+
+
+def _migrations(s: str) -> tuple[str, ...]:
+    """Migration scripts for schema ``s`` (quoted); never edit one that has shipped."""
+    return (
+        f"""
+        CREATE TABLE {s}.events (
+            global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+            stream_id text NOT NULL,
+            version bigint NOT NULL,
+            event_type text NOT NULL,
+            schema_version integer NOT NULL,
+            data jsonb NOT NULL,
+            metadata jsonb NOT NULL,
+            recorded_at timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT events_stream_version_key UNIQUE (stream_id, version)
+        );
+        -- Serves read_all and head: readers walk (transaction_id, global_position).
+        CREATE INDEX events_global_order ON {s}.events (transaction_id, global_position);
+
+        CREATE TABLE {s}.idempotency (
+            key text CONSTRAINT idempotency_pkey PRIMARY KEY,
+            result text NOT NULL,
+            recorded_at timestamptz NOT NULL DEFAULT now()
+        );
+
+        CREATE TABLE {s}.snapshots (
+            stream_id text PRIMARY KEY,
+            version bigint NOT NULL,
+            aggregate_type text NOT NULL,
+            schema_version integer NOT NULL,
+            state jsonb NOT NULL
+        );
+
+        -- One round trip per append. Every read (idempotency key, stream versions) comes
+        -- before the first write: the transaction takes its id at its first insert, after
+        -- it saw the previous version of each stream committed, so a later version of a
+        -- stream always carries a larger transaction id (DESIGN.md, mechanism 3). Races
+        -- end in a unique violation, which the client turns into ConcurrencyError or a
+        -- replay. Rows go in the order given: the client sorts them by stream.
+        CREATE FUNCTION {s}.append_events(
+            p_streams text[],
+            p_expected bigint[],
+            p_counts integer[],
+            p_stream_index integer[],
+            p_offsets integer[],
+            p_types text[],
+            p_schema_versions integer[],
+            p_data jsonb[],
+            p_metadata jsonb[],
+            p_key text,
+            p_result_id text,
+            p_channel text,
+            OUT outcome text,
+            OUT conflict_stream text,
+            OUT actual bigint,
+            OUT versions bigint[],
+            OUT commit_id xid8,
+            OUT seq bigint,
+            OUT stored text
+        ) LANGUAGE plpgsql AS $fn$
+        DECLARE
+            actuals bigint[];
+            n integer := cardinality(p_streams);
+        BEGIN
+            IF p_key IS NOT NULL THEN
+                SELECT i.result INTO stored FROM {s}.idempotency i WHERE i.key = p_key;
+                IF FOUND THEN
+                    outcome := 'replayed';
+                    RETURN;
+                END IF;
+            END IF;
+            SELECT array_agg(
+                       coalesce((SELECT max(e.version) FROM {s}.events e
+                                 WHERE e.stream_id = q.id), 0)
+                       ORDER BY q.ord)
+              INTO actuals
+              FROM unnest(p_streams) WITH ORDINALITY AS q(id, ord);
+            FOR i IN 1 .. n LOOP
+                IF p_expected[i] <> -1 AND p_expected[i] <> actuals[i] THEN
+                    outcome := 'conflict';
+                    conflict_stream := p_streams[i];
+                    actual := actuals[i];
+                    RETURN;
+                END IF;
+            END LOOP;
+            -- No write above this line.
+            IF cardinality(p_types) > 0 THEN
+                WITH written AS (
+                    INSERT INTO {s}.events
+                        (stream_id, version, event_type, schema_version, data, metadata)
+                    SELECT p_streams[u.k], actuals[u.k] + u.off, u.t, u.sv, u.d, u.m
+                      FROM unnest(p_stream_index, p_offsets, p_types, p_schema_versions,
+                                  p_data, p_metadata)
+                           WITH ORDINALITY AS u(k, off, t, sv, d, m, ord)
+                     ORDER BY u.ord
+                    RETURNING global_position
+                )
+                SELECT max(w.global_position) INTO seq FROM written w;
+                commit_id := pg_current_xact_id();
+                IF p_channel IS NOT NULL THEN
+                    PERFORM pg_notify(p_channel, '');
+                END IF;
+            ELSE
+                SELECT e.transaction_id, e.global_position INTO commit_id, seq
+                  FROM {s}.events e
+                 WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                 ORDER BY e.transaction_id DESC, e.global_position DESC
+                 LIMIT 1;
+                commit_id := coalesce(commit_id, '0'::xid8);
+                seq := coalesce(seq, 0);
+            END IF;
+            SELECT array_agg(actuals[g.i] + p_counts[g.i] ORDER BY g.i) INTO versions
+              FROM generate_series(1, n) AS g(i);
+            IF p_key IS NOT NULL THEN
+                -- json, not jsonb: it keeps the streams in the caller's order.
+                INSERT INTO {s}.idempotency (key, result)
+                VALUES (p_key, json_build_object(
+                    'versions', (SELECT json_object_agg(p_streams[g.i], versions[g.i]
+                                                        ORDER BY g.i)
+                                   FROM generate_series(1, n) AS g(i)),
+                    'position', json_build_array(commit_id::text::bigint, seq),
+                    'result_id', p_result_id)::text);
+            END IF;
+            outcome := 'appended';
+        END
+        $fn$;
+        """,
+    )
+
+
+def _lock_key(schema: str) -> int:
+    """The advisory lock that serializes migrations of one schema across processes."""
+    digest = hashlib.blake2b(f"cqrskit.event_store:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def migrate(conn: Connection, target: PgTarget) -> None:
+    """Create or upgrade the schema; safe when several processes start at once.
+
+    Runs in one transaction under a transaction-level advisory lock, so a second process
+    waits for the first, then finds nothing left to do.
+    """
+    s = target.quoted
+    migrations = _migrations(s)
+    latest = len(migrations)
+    if await _applied(conn, target) == latest:
+        return
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(target.schema))
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await _applied(conn, target)
+        for number, script in enumerate(migrations[current:], start=current + 1):
+            await conn.execute(script)
+            await conn.execute(f"INSERT INTO {s}.schema_migrations (version) VALUES ($1)", number)
+
+
+async def _applied(conn: Connection, target: PgTarget) -> int:
+    """The number of migrations applied to the schema (0 when it does not exist)."""
+    table = f"{target.quoted}.schema_migrations"
+    if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+        return 0
+    current = int(await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {table}"))
+    latest = len(_migrations(target.quoted))
+    if current > latest:
+        raise SchemaError(
+            f"event store schema {target.schema!r} is at version {current}, newer than this "
+            f"cqrskit understands ({latest})"
+        )
+    return current

@@ -1,0 +1,444 @@
+"""PostgreSQL event store on asyncpg: concurrent writers, gap-free global order.
+
+Global order follows DESIGN.md mechanism 3. Every event row carries the id of the
+transaction that wrote it (``xid8``). Readers take only events of transactions older than
+the oldest one still running (``pg_snapshot_xmin(pg_current_snapshot())``), ordered by
+``(transaction_id, global_position)``; that pair is the :class:`Position`. An event that
+becomes readable later always sorts after everything a reader has already seen, so a
+checkpoint never skips one, and writers never queue behind a global lock.
+
+An append is one call of the ``append_events`` SQL function (one round trip): it reads
+the idempotency key and every stream's version before its first write, then inserts all
+rows (sorted by stream) and NOTIFYs listeners in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import asyncpg
+import orjson
+
+from cqrskit.errors import ConcurrencyError, EventStoreError
+from cqrskit.store._common import EncodedAppend, EventStoreBase, load_result
+from cqrskit.store._pg_listener import CONNECTION_ERRORS, Listener, Wakeups
+from cqrskit.store._pg_schema import PgTarget, migrate, parse_url
+from cqrskit.store.base import (
+    ANY,
+    START,
+    AppendResult,
+    Idempotency,
+    Position,
+    RecordedEvent,
+    Snapshot,
+)
+from cqrskit.store.serialization import EventRegistry
+
+if TYPE_CHECKING:
+    from cqrskit.store._pg_schema import Connection
+
+__all__ = ["EventStoreConnectionLost", "NotifyMode", "PostgresEventStore"]
+
+NotifyMode = Literal["in_transaction", "after_commit"]
+
+_ANY_RETRIES: Final = 20
+_RECHECK_FIRST: Final = 0.005
+_RECHECK_MAX: Final = 0.1
+
+
+class EventStoreConnectionLost(EventStoreError):
+    """The connection to PostgreSQL broke while an append was in flight.
+
+    An append is one transaction, so it was committed whole or not at all; which one is
+    unknown. Read the stream to find out, or repeat the append with the same idempotency
+    key, which is safe either way.
+    """
+
+
+class PostgresEventStore(EventStoreBase):
+    """Event store in a PostgreSQL schema. Open it with :meth:`open` or ``open_event_store``.
+
+    A handle owns an asyncpg pool and, once someone waits for events, one extra
+    connection that LISTENs for appends; :meth:`close` releases both.
+    """
+
+    def __init__(
+        self,
+        registry: EventRegistry,
+        pool: asyncpg.Pool,
+        target: PgTarget,
+        *,
+        notify: NotifyMode,
+        poll_interval: float,
+        connect_options: dict[str, Any],
+    ) -> None:
+        super().__init__(registry)
+        self._pool = pool
+        self._target = target
+        self._notify = notify
+        self._poll_interval = poll_interval
+        self._wakeups = Wakeups()
+        self._listener = Listener(target.dsn, target.channel, self._wakeups, connect_options)
+        self._notify_wanted = asyncio.Event()
+        self._notifier: asyncio.Task[None] | None = None
+        s = target.quoted
+        params = ", ".join(f"${n}" for n in range(1, 13))
+        self._sql_append = f"SELECT * FROM {s}.append_events({params})"
+        columns = (
+            "stream_id, version, transaction_id, global_position, event_type, schema_version, "
+            "data, metadata, recorded_at"
+        )
+        readable = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+        self._sql_read_all = (
+            f"SELECT {columns} FROM {s}.events "
+            f"WHERE (transaction_id, global_position) > ($1::xid8, $2) AND {readable} "
+            "ORDER BY transaction_id, global_position LIMIT $3"
+        )
+        self._sql_read_stream = (
+            f"SELECT {columns} FROM {s}.events WHERE stream_id = $1 AND version >= $2 "
+            "ORDER BY version"
+        )
+        self._sql_head = (
+            f"SELECT transaction_id, global_position FROM {s}.events WHERE {readable} "
+            "ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+        )
+        # Null: nothing after the position; false: committed but not yet readable.
+        self._sql_next_readable = (
+            f"SELECT {readable} FROM {s}.events "
+            "WHERE (transaction_id, global_position) > ($1::xid8, $2) "
+            "ORDER BY transaction_id, global_position LIMIT 1"
+        )
+        self._sql_version = f"SELECT coalesce(max(version), 0) FROM {s}.events WHERE stream_id = $1"
+        self._sql_versions = (
+            f"SELECT coalesce((SELECT max(e.version) FROM {s}.events e "
+            "WHERE e.stream_id = q.id), 0) FROM unnest($1::text[]) WITH ORDINALITY AS q(id, ord) "
+            "ORDER BY q.ord"
+        )
+        self._sql_idempotent = f"SELECT result FROM {s}.idempotency WHERE key = $1"
+        self._sql_save_snapshot = (
+            f"INSERT INTO {s}.snapshots AS old (stream_id, version, aggregate_type, "
+            "schema_version, state) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stream_id) DO "
+            "UPDATE SET version = excluded.version, aggregate_type = excluded.aggregate_type, "
+            "schema_version = excluded.schema_version, state = excluded.state "
+            "WHERE excluded.version > old.version"
+        )
+        self._sql_load_snapshot = (
+            f"SELECT version, aggregate_type, schema_version, state FROM {s}.snapshots "
+            "WHERE stream_id = $1"
+        )
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        registry: EventRegistry,
+        *,
+        min_connections: int = 1,
+        max_connections: int = 10,
+        notify: NotifyMode = "in_transaction",
+        poll_interval: float = 1.0,
+        connect_options: dict[str, Any] | None = None,
+    ) -> PostgresEventStore:
+        """Open (creating and migrating the schema as needed) the store at ``url``.
+
+        ``url`` is ``postgresql://user:password@host:port/db?schema=name``; ``schema``
+        (default ``cqrskit``) is removed and every other option goes to asyncpg.
+        ``max_connections`` bounds the pool. ``notify="in_transaction"`` sends the wake-up
+        NOTIFY inside each append's transaction, so it is delivered exactly when the append
+        commits; PostgreSQL then serializes the commits of notifying transactions, which
+        costs throughput with many concurrent writers. ``"after_commit"`` sends one NOTIFY
+        for any number of appends just after they commit, from a background task; a crash
+        in between delays other processes' waiters until their next poll.
+        ``poll_interval`` is how often waiters look without a notification (a fallback
+        heartbeat, not the wake-up path).
+        """
+        if notify not in ("in_transaction", "after_commit"):
+            raise ValueError(f"notify must be 'in_transaction' or 'after_commit': {notify!r}")
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        target = parse_url(url)
+        options: dict[str, Any] = dict(connect_options or {})
+        pool = await asyncpg.create_pool(
+            target.dsn, min_size=min_connections, max_size=max_connections, **options
+        )
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn, target)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(
+            registry,
+            pool,
+            target,
+            notify=notify,
+            poll_interval=poll_interval,
+            connect_options=options,
+        )
+
+    @property
+    def schema(self) -> str:
+        """The PostgreSQL schema holding this store's tables."""
+        return self._target.schema
+
+    # -- appending ----------------------------------------------------------------------
+
+    async def _append(
+        self,
+        appends: list[EncodedAppend],
+        stream_order: list[str],
+        idempotency: Idempotency | None,
+    ) -> AppendResult:
+        """Write ``appends`` atomically.
+
+        Raises :class:`ConcurrencyError` on a version mismatch and
+        :class:`EventStoreConnectionLost` when the connection breaks mid-append.
+        """
+        for _attempt in range(_ANY_RETRIES):
+            try:
+                async with self._pool.acquire() as conn:
+                    result = await self._append_on(conn, appends, stream_order, idempotency)
+            except asyncpg.UniqueViolationError:
+                # The statement failed, so its transaction rolled back: nothing was written.
+                settled = await self._settle_conflict(appends, idempotency)
+                if settled is not None:
+                    return settled
+                continue
+            except CONNECTION_ERRORS as exc:
+                raise EventStoreConnectionLost(
+                    "connection to PostgreSQL lost during an append; it was committed whole "
+                    "or not at all (repeat it with the same idempotency key to be sure)"
+                ) from exc
+            if not result.replayed and any(a.events for a in appends):
+                self._after_commit()
+            return result
+        # Only appends with expected version ANY retry; a stream this hot is an outlier.
+        stream = next(a for a in appends if a.expected_version == ANY)
+        raise ConcurrencyError(stream.stream_id, ANY, await self.stream_version(stream.stream_id))
+
+    async def _append_on(
+        self,
+        conn: Connection,
+        appends: list[EncodedAppend],
+        stream_order: list[str],
+        idempotency: Idempotency | None,
+    ) -> AppendResult:
+        """Run one append statement on ``conn``.
+
+        Internal seam: ``conn`` may be inside a transaction the caller controls (the
+        ordering stress test holds appends open and rolls some back this way). Races
+        surface as ``asyncpg.UniqueViolationError``; the transaction is then aborted.
+        """
+        stream_index: list[int] = []
+        offsets: list[int] = []
+        types: list[str] = []
+        schema_versions: list[int] = []
+        data: list[str] = []
+        metadata: list[str] = []
+        for index, append in enumerate(appends, start=1):
+            for offset, event in enumerate(append.events, start=1):
+                stream_index.append(index)
+                offsets.append(offset)
+                types.append(event.event_type)
+                schema_versions.append(event.schema_version)
+                data.append(event.data)
+                metadata.append(event.metadata)
+        row = await conn.fetchrow(
+            self._sql_append,
+            [a.stream_id for a in appends],
+            [a.expected_version for a in appends],
+            [len(a.events) for a in appends],
+            stream_index,
+            offsets,
+            types,
+            schema_versions,
+            data,
+            metadata,
+            idempotency.key if idempotency else None,
+            idempotency.result_id if idempotency else None,
+            self._target.channel if self._notify == "in_transaction" else None,
+        )
+        assert row is not None
+        outcome = row["outcome"]
+        if outcome == "replayed":
+            return load_result(row["stored"])
+        if outcome == "conflict":
+            expected = next(
+                a.expected_version for a in appends if a.stream_id == row["conflict_stream"]
+            )
+            raise ConcurrencyError(row["conflict_stream"], expected, row["actual"])
+        versions = dict(zip((a.stream_id for a in appends), row["versions"], strict=True))
+        return AppendResult(
+            versions={s: versions[s] for s in stream_order},
+            position=Position(row["commit_id"], row["seq"]),
+            result_id=idempotency.result_id if idempotency else "",
+        )
+
+    async def _settle_conflict(
+        self, appends: list[EncodedAppend], idempotency: Idempotency | None
+    ) -> AppendResult | None:
+        """After a unique violation: the replay, a :class:`ConcurrencyError`, or ``None``
+        (only streams appended at version ANY lost a race: try again)."""
+        if idempotency is not None:
+            earlier = await self.find_idempotent(idempotency.key)
+            if earlier is not None:
+                return earlier
+        actuals = await self._versions([a.stream_id for a in appends])
+        for append, actual in zip(appends, actuals, strict=True):
+            if append.expected_version not in (ANY, actual):
+                raise ConcurrencyError(append.stream_id, append.expected_version, actual)
+        return None
+
+    def _after_commit(self) -> None:
+        # Waiters of this handle need not wait for the notification's round trip.
+        self._wakeups.fire()
+        if self._notify == "after_commit":
+            self._notify_wanted.set()
+            if self._notifier is None:
+                self._notifier = asyncio.create_task(self._send_notifications())
+
+    async def _send_notifications(self) -> None:
+        """Coalesce the NOTIFYs of appends made in ``after_commit`` mode: one at a time,
+        each covering every append that committed before it was sent."""
+        while True:
+            await self._notify_wanted.wait()
+            self._notify_wanted.clear()
+            try:
+                async with self._pool.acquire() as conn:
+                    await conn.execute("SELECT pg_notify($1, '')", self._target.channel)
+            except CONNECTION_ERRORS:
+                # Other processes still see the events at their next poll.
+                await asyncio.sleep(self._poll_interval)
+                self._notify_wanted.set()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _recorded(self, rows: Iterable[asyncpg.Record]) -> list[RecordedEvent]:
+        decode = self.registry.decode
+        return [
+            RecordedEvent(
+                stream_id,
+                version,
+                Position(commit, seq),
+                decode(event_type, schema_version, data, metadata),
+                recorded_at,
+            )
+            for (
+                stream_id,
+                version,
+                commit,
+                seq,
+                event_type,
+                schema_version,
+                data,
+                metadata,
+                recorded_at,
+            ) in rows
+        ]
+
+    async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+        """The events of one stream from ``from_version`` on, in version order."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(self._sql_read_stream, stream_id, from_version)
+        return self._recorded(rows)
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version; 0 when it does not exist."""
+        async with self._pool.acquire() as conn:
+            return int(await conn.fetchval(self._sql_version, stream_id))
+
+    async def _versions(self, stream_ids: list[str]) -> list[int]:
+        async with self._pool.acquire() as conn:
+            return [int(r[0]) for r in await conn.fetch(self._sql_versions, stream_ids)]
+
+    async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
+        """Up to ``limit`` readable events after ``after``, ordered by transaction id, then
+        global position.
+
+        Events of transactions at or after the oldest transaction still running are held
+        back until it ends, so none can later appear behind a position returned here.
+        """
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(self._sql_read_all, after.commit, after.seq, limit)
+        return self._recorded(rows)
+
+    async def head(self) -> Position:
+        """The position of the last readable event (``START`` when there is none)."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(self._sql_head)
+        return START if row is None else Position(row[0], row[1])
+
+    async def wait_for_events(self, after: Position, timeout: float) -> bool:
+        """Wait until an event after ``after`` is readable; false when ``timeout`` ran out.
+
+        Wake-ups come from LISTEN/NOTIFY over one connection this handle shares among all
+        its waiters (started by the first wait; it reconnects when lost). A committed
+        event held back by an older open transaction is re-checked at short intervals;
+        without any notification, waiters look every ``poll_interval``.
+        """
+        self._listener.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        recheck = _RECHECK_FIRST
+        while True:
+            woken = self._wakeups.current()
+            async with self._pool.acquire() as conn:
+                readable = await conn.fetchval(self._sql_next_readable, after.commit, after.seq)
+            if readable:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            if readable is None:
+                recheck = _RECHECK_FIRST
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), min(remaining, self._poll_interval))
+            else:
+                # Committed, but an older transaction is still open: no notification will
+                # say when it ends, so look again soon, backing off.
+                await asyncio.sleep(min(remaining, recheck))
+                recheck = min(recheck * 2, _RECHECK_MAX)
+
+    # -- idempotency and snapshots ------------------------------------------------------
+
+    async def find_idempotent(self, key: str) -> AppendResult | None:
+        """The result of the append made with idempotency ``key``, if there was one."""
+        async with self._pool.acquire() as conn:
+            text = await conn.fetchval(self._sql_idempotent, key)
+        return None if text is None else load_result(text)
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Store ``snapshot`` unless the stored one is as new or newer."""
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                self._sql_save_snapshot,
+                snapshot.stream_id,
+                snapshot.version,
+                snapshot.aggregate_type,
+                snapshot.schema_version,
+                orjson.dumps(snapshot.state).decode(),
+            )
+
+    async def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        """The latest snapshot of the stream, if any."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(self._sql_load_snapshot, stream_id)
+        if row is None:
+            return None
+        version, aggregate_type, schema_version, state = row
+        return Snapshot(stream_id, version, aggregate_type, schema_version, orjson.loads(state))
+
+    async def close(self) -> None:
+        """Stop listening and notifying, and close every connection."""
+        notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            notifier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await notifier
+        await self._listener.stop()
+        await self._pool.close()

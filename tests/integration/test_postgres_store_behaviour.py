@@ -1,0 +1,264 @@
+"""PostgreSQL event store behaviour the contract suite cannot reach: races settled by the
+unique constraints, events held back by open transactions, lost connections, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+
+from cqrskit.errors import ConcurrencyError
+from cqrskit.store import (
+    ANY,
+    NO_STREAM,
+    Idempotency,
+    StreamAppend,
+    open_event_store,
+)
+from cqrskit.store.postgres import EventStoreConnectionLost, PostgresEventStore
+from cqrskit.testing import Noted, contract_registry
+
+pytestmark = pytest.mark.postgres
+
+Opener = Callable[..., Awaitable[PostgresEventStore]]
+
+
+def _url(postgres_url: str, schema: str) -> str:
+    return f"{postgres_url}{'&' if '?' in postgres_url else '?'}schema={schema}"
+
+
+@pytest.fixture
+async def open_pg(postgres_url: str, pg_schema: str) -> AsyncIterator[Opener]:
+    opened: list[PostgresEventStore] = []
+
+    async def opener(**options: object) -> PostgresEventStore:
+        store = await PostgresEventStore.open(
+            _url(postgres_url, pg_schema),
+            contract_registry(),
+            **options,  # type: ignore[arg-type]
+        )
+        opened.append(store)
+        return store
+
+    yield opener
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def raw(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(postgres_url)
+    yield conn
+    await conn.close()
+
+
+def _stream(prefix: str = "s") -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+async def _insert_uncommitted(raw: asyncpg.Connection, schema: str, stream: str) -> None:
+    """Open a transaction on ``raw`` holding version 1 of ``stream``, not yet committed."""
+    await raw.execute("BEGIN")
+    await raw.execute(
+        f'INSERT INTO "{schema}".events (stream_id, version, event_type, schema_version, '
+        "data, metadata) VALUES ($1, 1, 'contract.Noted', 1, $2, $3)",
+        stream,
+        '{"text": "raw"}',
+        Noted(text="raw").metadata.model_dump_json(),
+    )
+
+
+async def _blocked_by(raw: asyncpg.Connection, blocker_pid: int) -> int:
+    """The backend waiting on a lock ``blocker_pid`` holds (polls until there is one)."""
+    for _ in range(500):
+        pid = await raw.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", blocker_pid
+        )
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.01)
+    raise AssertionError("no backend got blocked")
+
+
+async def test_lost_race_on_the_unique_constraint_reports_the_re_read_version(
+    open_pg: Opener, pg_schema: str, postgres_url: str
+) -> None:
+    store = await open_pg()
+    stream = _stream()
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        await _insert_uncommitted(blocker, pg_schema, stream)
+        # The version check sees no stream; the insert then waits on the unique index.
+        append = asyncio.create_task(store.append(stream, [Noted(text="mine")], NO_STREAM))
+        await _blocked_by(blocker, blocker.get_server_pid())
+        await blocker.execute("COMMIT")
+        with pytest.raises(ConcurrencyError) as caught:
+            await append
+        assert (caught.value.stream_id, caught.value.expected, caught.value.actual) == (
+            stream,
+            NO_STREAM,
+            1,
+        )
+        # The same race at version ANY is retried and lands after the winner.
+        await _insert_uncommitted(blocker, pg_schema, other := _stream())
+        append = asyncio.create_task(store.append(other, [Noted(text="mine")], ANY))
+        await _blocked_by(blocker, blocker.get_server_pid())
+        await blocker.execute("COMMIT")
+        assert (await append).version == 2
+        assert [getattr(r.event, "text", None) for r in await store.read_stream(other)] == [
+            "raw",
+            "mine",
+        ]
+    finally:
+        await blocker.close()
+
+
+async def test_concurrent_repeat_on_the_idempotency_key_returns_the_first_result(
+    open_pg: Opener, postgres_url: str
+) -> None:
+    store = await open_pg()
+    first_handle = await open_pg()
+    key = uuid.uuid4().hex
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        # Hold the first append open, its idempotency row written but not committed, by
+        # running it inside a transaction this test controls.
+        await blocker.execute("BEGIN")
+        first = await first_handle._append_on(
+            blocker,
+            first_handle._encode([StreamAppend(_stream("a"), [Noted(text="first")])]),
+            [],
+            Idempotency(key, "first"),
+        )
+        repeat_stream = _stream("b")
+        repeat = asyncio.create_task(
+            store.append(repeat_stream, [Noted(text="repeat")], idempotency=Idempotency(key))
+        )
+        await _blocked_by(blocker, blocker.get_server_pid())
+        await blocker.execute("COMMIT")
+        replayed = await repeat
+        assert replayed.replayed
+        assert (replayed.position, replayed.result_id) == (first.position, "first")
+        assert await store.stream_version(repeat_stream) == 0
+    finally:
+        await blocker.close()
+
+
+async def test_waiters_hold_back_events_an_older_open_transaction_could_precede(
+    open_pg: Opener, raw: asyncpg.Connection
+) -> None:
+    store = await open_pg(poll_interval=30.0)
+    head = await store.head()
+    await raw.execute("BEGIN")
+    older = await raw.fetchval("SELECT pg_current_xact_id()")
+    waiter = asyncio.create_task(store.wait_for_events(head, timeout=10))
+    result = await store.append(_stream(), [Noted(text="later")])
+    assert result.position.commit > older
+    await asyncio.sleep(0.3)
+    # Committed, notified, but not readable: an append by the open transaction would get
+    # a smaller transaction id and sort before it.
+    assert not waiter.done()
+    assert await store.read_all(head) == []
+    assert await store.head() == head
+    loop = asyncio.get_running_loop()
+    await raw.execute("ROLLBACK")
+    ended = loop.time()
+    assert await waiter is True
+    assert loop.time() - ended < 0.5, "the waiter should re-check soon, not at the next poll"
+    assert [r.position for r in await store.read_all(head)] == [result.position]
+    assert await store.head() == result.position
+
+
+async def test_waiter_wakes_after_the_listener_connection_is_killed(
+    open_pg: Opener, raw: asyncpg.Connection
+) -> None:
+    # A long poll interval: only a notification can wake the waiter in time.
+    reader = await open_pg(poll_interval=30.0)
+    writer = await open_pg()
+    head = await reader.head()
+    waiter = asyncio.create_task(reader.wait_for_events(head, timeout=20))
+    listener = reader._listener
+    await asyncio.wait_for(listener.connected.wait(), 5)
+    killed = listener.server_pid
+    assert killed is not None
+    assert await raw.fetchval("SELECT pg_terminate_backend($1)", killed)
+    for _ in range(500):
+        if listener.server_pid not in (None, killed) and listener.connected.is_set():
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the listener did not reconnect")
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+    loop = asyncio.get_running_loop()
+    await writer.append(_stream(), [Noted(text="wake")])
+    appended = loop.time()
+    assert await waiter is True
+    assert loop.time() - appended < 0.5
+
+
+async def test_connection_lost_mid_append_leaves_nothing_behind(
+    open_pg: Opener, pg_schema: str, postgres_url: str, raw: asyncpg.Connection
+) -> None:
+    store = await open_pg()
+    head = await store.head()
+    # Sorted stream order: the "a" row is inserted before the insert of "z" waits.
+    first, blocked = _stream("a"), _stream("z")
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        await _insert_uncommitted(blocker, pg_schema, blocked)
+        append = asyncio.create_task(
+            store.append_many(
+                [
+                    StreamAppend(blocked, [Noted(text="z1")], NO_STREAM),
+                    StreamAppend(first, [Noted(text="a1"), Noted(text="a2")], NO_STREAM),
+                ]
+            )
+        )
+        victim = await _blocked_by(raw, blocker.get_server_pid())
+        assert await raw.fetchval("SELECT pg_terminate_backend($1)", victim)
+        with pytest.raises(EventStoreConnectionLost):
+            await append
+        await blocker.execute("ROLLBACK")
+    finally:
+        await blocker.close()
+    assert await store.stream_version(first) == 0
+    assert await store.stream_version(blocked) == 0
+    assert await store.read_all(head) == []
+    # The pool replaces the dead connection: the store keeps working.
+    assert (await store.append(first, [Noted(text="again")], NO_STREAM)).version == 1
+
+
+async def test_migrations_are_safe_when_processes_start_together(
+    postgres_url: str, pg_schema: str, raw: asyncpg.Connection
+) -> None:
+    url = _url(postgres_url, pg_schema)
+    stores = await asyncio.gather(*(open_event_store(url, contract_registry()) for _ in range(6)))
+    try:
+        await stores[0].append(_stream(), [Noted(text="x")])
+        reopened = await open_event_store(url, contract_registry())
+        await stores[0].close()
+        stores[0] = reopened
+        assert len(await reopened.read_all()) == 1
+        assert await raw.fetchval(f'SELECT count(*) FROM "{pg_schema}".schema_migrations') == 1
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_url_options_other_than_schema_reach_the_server(
+    postgres_url: str, pg_schema: str
+) -> None:
+    url = f"{_url(postgres_url, pg_schema)}&application_name=cqrskit-url-test"
+    store = await PostgresEventStore.open(url, contract_registry())
+    try:
+        assert store.schema == pg_schema
+        async with store._pool.acquire() as conn:
+            assert await conn.fetchval("SHOW application_name") == "cqrskit-url-test"
+    finally:
+        await store.close()
+    with pytest.raises(ValueError, match="plain identifier"):
+        await PostgresEventStore.open(f"{postgres_url}?schema=a-b", contract_registry())
