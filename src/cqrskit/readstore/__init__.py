@@ -1,0 +1,98 @@
+"""Read stores: where projections keep read models, checkpoints and parked events.
+
+>>> store = await open_read_store("sqlite:///var/orders/read.db")
+>>> rows = await store.query("order_summary", "SELECT * FROM {orders} WHERE id = ?", order_id)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from cqrskit.readstore.base import (
+    CheckpointConflict,
+    ParkedEvent,
+    ProjectionSpec,
+    ReadStore,
+    ReadTransaction,
+    physical_table,
+)
+from cqrskit.readstore.memory import MemoryReadStore, MemoryUnitOfWork
+from cqrskit.readstore.redis import RedisReadStore, RedisUnitOfWork
+from cqrskit.readstore.sql import SqlReadStore, SqlUnitOfWork
+
+__all__ = [
+    "CheckpointConflict",
+    "MemoryReadStore",
+    "MemoryUnitOfWork",
+    "ParkedEvent",
+    "ProjectionSpec",
+    "ReadStore",
+    "ReadTransaction",
+    "RedisReadStore",
+    "RedisUnitOfWork",
+    "SqlReadStore",
+    "SqlUnitOfWork",
+    "open_read_store",
+    "physical_table",
+]
+
+
+def _options(url: str, allowed: set[str]) -> dict[str, str]:
+    options = dict(parse_qsl(urlsplit(url).query))
+    unknown = set(options) - allowed
+    if unknown:
+        raise ValueError(f"unknown read store URL option(s): {', '.join(sorted(unknown))}")
+    return options
+
+
+async def open_read_store(url: str) -> Any:
+    """Open the read store named by ``url``.
+
+    - ``memory://`` — :class:`MemoryReadStore`;
+    - ``sqlite:///relative.db`` / ``sqlite:////absolute.db`` — :class:`SqlReadStore` on its
+      own SQLite file (WAL); options ``synchronous`` (default NORMAL) and ``poll_interval``
+      (seconds; how soon waiters notice commits made by *other processes*, default 1);
+    - ``postgresql://user@host/db?schema=name`` — :class:`SqlReadStore` on PostgreSQL;
+      options ``schema`` (default ``public``) and ``pool_size`` (default 5);
+    - ``redis://host:port/db?prefix=cqrskit:`` — :class:`RedisReadStore`.
+
+    The return type is the concrete store; annotate your variable with the store you expect.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme == "memory":
+        return MemoryReadStore()
+    if scheme == "sqlite":
+        from cqrskit.readstore._sqlite import SqliteDriver
+        from cqrskit.store import sqlite_path
+
+        options = _options(url, {"synchronous", "poll_interval"})
+        synchronous = options.get("synchronous", "NORMAL").upper()
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA: {url!r}")
+        sqlite_store = SqlReadStore(
+            SqliteDriver(sqlite_path(url.split("?", 1)[0]), synchronous),
+            poll_interval=float(options.get("poll_interval", "1.0")),
+        )
+        await sqlite_store.create_meta()
+        return sqlite_store
+    if scheme in ("postgres", "postgresql"):
+        from cqrskit.readstore._postgres import PostgresDriver
+
+        options = _options(url, {"schema", "pool_size"})
+        schema = options.get("schema", "public")
+        driver = await PostgresDriver.connect(
+            urlunsplit(parts._replace(query="")), schema, int(options.get("pool_size", "5"))
+        )
+        pg_store = SqlReadStore(driver)
+        await pg_store.create_meta()
+        return pg_store
+    if scheme in ("redis", "rediss", "unix"):
+        options = _options(url, {"prefix"})
+        prefix = options.get("prefix", "cqrskit:")
+        return RedisReadStore.from_url(urlunsplit(parts._replace(query="")), prefix)
+    raise ValueError(
+        f"unsupported read store URL {url!r}: use memory://, sqlite:///path, "
+        "postgresql://... or redis://..."
+    )

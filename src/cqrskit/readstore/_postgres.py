@@ -1,0 +1,183 @@
+"""The PostgreSQL driver of the SQL read store: an asyncpg pool in one schema.
+
+Every commit that moves a checkpoint also sends ``NOTIFY cqrskit_checkpoints`` in the same
+transaction, so waiters in other processes wake exactly when the change becomes visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from cqrskit.readstore.base import resolve_tables
+from cqrskit.readstore.sql import (
+    LIVE_TABLES_SQL,
+    Row,
+    RowCountMismatch,
+    SqlDriver,
+    SqlTransaction,
+    Statement,
+)
+
+CHANNEL = "cqrskit_checkpoints"
+
+if TYPE_CHECKING:
+    _Conn = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
+
+
+@functools.lru_cache(maxsize=1024)
+def numbered(sql: str) -> str:
+    """Turn ``?`` placeholders into ``$1, $2, ...``, leaving quoted text alone."""
+    out: list[str] = []
+    number = 0
+    quote: str | None = None
+    for char in sql:
+        if quote is not None:
+            if char == quote:
+                quote = None
+        elif char in ("'", '"'):
+            quote = char
+        elif char == "?":
+            number += 1
+            out.append(f"${number}")
+            continue
+        out.append(char)
+    return "".join(out)
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``name``."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _affected(status: str) -> int:
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+async def _run_statements(conn: _Conn, statements: list[Statement]) -> None:
+    for statement in statements:
+        sql = numbered(statement.sql)
+        if len(statement.rows) == 1:
+            status = await conn.execute(sql, *statement.rows[0])
+            if statement.expect_rows is not None and _affected(status) != statement.expect_rows:
+                raise RowCountMismatch(statement.sql)
+        else:
+            await conn.executemany(sql, statement.rows)
+
+
+class _PgTransaction(SqlTransaction):
+    def __init__(self, conn: _Conn) -> None:
+        self._conn = conn
+        self._tx = conn.transaction()
+        self.begun = False
+
+    async def _begin(self) -> None:
+        if not self.begun:
+            await self._tx.start()
+            self.begun = True
+
+    async def run(self, statements: list[Statement]) -> None:
+        await self._begin()
+        await _run_statements(self._conn, statements)
+
+    async def fetch(self, pending: list[Statement], sql: str, params: Sequence[Any]) -> list[Row]:
+        await self._begin()
+        await _run_statements(self._conn, pending)
+        return [dict(r) for r in await self._conn.fetch(numbered(sql), *params)]
+
+    async def commit(self, statements: list[Statement]) -> None:
+        await self._begin()
+        await _run_statements(self._conn, statements)
+        await self._tx.commit()
+        self.begun = False
+
+    async def rollback(self) -> None:
+        if self.begun:
+            self.begun = False
+            await self._tx.rollback()
+
+
+class PostgresDriver(SqlDriver):
+    """PostgreSQL through an asyncpg pool, every connection's ``search_path`` on ``schema``."""
+
+    dialect = "postgresql"
+    notify_channel = CHANNEL
+
+    def __init__(self, pool: asyncpg.Pool, url: str, schema: str) -> None:
+        self._pool = pool
+        self._url = url
+        self._schema = schema
+        self._listener: asyncpg.Connection | None = None
+
+    @classmethod
+    async def connect(cls, url: str, schema: str, pool_size: int = 5) -> PostgresDriver:
+        """Create the schema if needed and open a pool whose connections use it."""
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        except asyncpg.UniqueViolationError:
+            pass  # created by a concurrent process at the same moment
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            server_settings={"search_path": schema},
+        )
+        return cls(pool, url, schema)
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[SqlTransaction]:
+        async with self._pool.acquire() as conn:
+            tx = _PgTransaction(conn)
+            try:
+                yield tx
+            finally:
+                await asyncio.shield(tx.rollback())
+
+    def lock_statement(self, key: str) -> Statement | None:
+        return Statement("SELECT pg_advisory_xact_lock(?)", [(lock_key(key),)])
+
+    async def query(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        return [dict(r) for r in await self._pool.fetch(numbered(sql), *params)]
+
+    async def query_live(self, projection: str, sql: str, params: Sequence[Any]) -> list[Row]:
+        async with self._pool.acquire() as conn:
+            for attempt in range(2):
+                tables = {
+                    r["logical"]: r["physical"]
+                    for r in await conn.fetch(numbered(LIVE_TABLES_SQL), projection)
+                }
+                try:
+                    rows = await conn.fetch(numbered(resolve_tables(sql, tables)), *params)
+                except asyncpg.UndefinedTableError:
+                    # A rebuild switched and dropped the version between our two reads.
+                    if attempt:
+                        raise
+                    continue
+                return [dict(r) for r in rows]
+        raise AssertionError("unreachable")
+
+    async def start_listening(self, on_change: Callable[[], None]) -> None:
+        def callback(*_: object) -> None:
+            on_change()
+
+        conn = await asyncpg.connect(self._url)
+        await conn.add_listener(CHANNEL, callback)
+        self._listener = conn
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+        await self._pool.close()

@@ -1,0 +1,245 @@
+"""The read-store port: where projections keep read models, checkpoints and parked events.
+
+A read store hands a projection a *transaction*: the projection writes its effects through
+the transaction's unit of work (``tx.uow``), the runner moves the checkpoint (and may park
+an event or switch the live version), and everything commits together or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar, runtime_checkable
+
+from cqrskit.errors import CqrsError
+from cqrskit.store.base import Position, RecordedEvent
+
+__all__ = [
+    "CheckpointConflict",
+    "CheckpointSignal",
+    "ParkedEvent",
+    "ProjectionSpec",
+    "ReadStore",
+    "ReadTransaction",
+    "SetupHook",
+    "physical_table",
+]
+
+U = TypeVar("U")
+U_co = TypeVar("U_co", covariant=True)
+
+SetupHook = Callable[[U], Awaitable[None]]
+"""Creates a projection version's storage (e.g. ``CREATE TABLE {orders} ...``)."""
+
+
+class CheckpointConflict(CqrsError):
+    """The checkpoint moved under a transaction: another runner owns the projection now.
+
+    The transaction was rolled back; its effects were not applied.
+    """
+
+    def __init__(self, projection: str, version: int, expected: Position, actual: Position | None):
+        self.projection = projection
+        self.version = version
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"checkpoint of {projection} v{version} is {actual}, expected {expected}: "
+            "another runner is processing this projection"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedEvent:
+    """An event a projection could not handle, kept with its error for a later retry.
+
+    ``id`` is the event's position token: unique per projection version.
+    """
+
+    id: str
+    projection: str
+    version: int
+    position: Position
+    stream_id: str
+    stream_version: int
+    event_type: str
+    error: str
+    attempts: int
+    parked_at: datetime
+
+
+class ProjectionSpec(Protocol):
+    """What a read store needs to know about a projection to prepare and address it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def tables(self) -> Sequence[str]: ...
+
+
+_TABLE_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def physical_table(projection: str, logical: str, version: int) -> str:
+    """The real name of a projection's logical table at one version (``orders`` -> ...)."""
+    return f"{projection}__{logical}_v{version}"
+
+
+def resolve_tables(sql: str, tables: Mapping[str, str]) -> str:
+    """Replace ``{logical}`` placeholders naming known tables; leave other braces alone."""
+
+    def sub(match: re.Match[str]) -> str:
+        return tables.get(match.group(1), match.group(0))
+
+    return _TABLE_PLACEHOLDER.sub(sub, sql)
+
+
+class ReadTransaction(ABC, Generic[U_co]):
+    """One batch's transaction: the projection's writes plus the runner's bookkeeping.
+
+    Nothing is applied until the transaction commits; on an exception it rolls back whole.
+    """
+
+    def __init__(self) -> None:
+        self.new_checkpoint: Position | None = None
+        self.parked: list[tuple[RecordedEvent, str, int]] = []
+        self.unparked: list[str] = []
+        self.switch_live = False
+
+    @property
+    @abstractmethod
+    def uow(self) -> U_co:
+        """The unit of work the projection writes its effects through."""
+
+    def advance_to(self, position: Position) -> None:
+        """Commit the checkpoint at ``position`` with this transaction."""
+        self.new_checkpoint = position
+
+    def park(self, event: RecordedEvent, error: str, attempts: int) -> None:
+        """Record ``event`` as parked (dead-lettered) with this transaction."""
+        self.parked.append((event, error, attempts))
+
+    def unpark(self, parked_id: str) -> None:
+        """Remove a parked event with this transaction (it was retried or discarded)."""
+        self.unparked.append(parked_id)
+
+    def go_live(self) -> None:
+        """Make this transaction's projection version the one readers use, atomically."""
+        self.switch_live = True
+
+
+@runtime_checkable
+class ReadStore(Protocol[U_co]):
+    """Storage for read models, checkpoints and parked events.
+
+    Every backend passes :class:`cqrskit.projection.testing.ProjectionContract`.
+    """
+
+    async def prepare(self, projection: ProjectionSpec, setup: SetupHook[U_co]) -> bool:
+        """Create the bookkeeping and, once, the projection version's storage.
+
+        ``setup`` runs in the same transaction the first time this version is seen; returns
+        true then. The first version ever prepared for a projection name becomes live.
+        """
+        ...
+
+    def transaction(
+        self, projection: ProjectionSpec, expected: Position | None
+    ) -> AbstractAsyncContextManager[ReadTransaction[U_co]]:
+        """Begin a transaction for one projection version.
+
+        When ``expected`` is given, the commit fails with :class:`CheckpointConflict` unless
+        the stored checkpoint still equals it (so two runners can never both apply a batch).
+        """
+        ...
+
+    async def checkpoint(self, projection: str, version: int) -> Position | None:
+        """The checkpoint of one projection version; ``None`` if it was never prepared."""
+        ...
+
+    async def live_version(self, projection: str) -> int | None:
+        """The version readers use; ``None`` before the projection was first prepared."""
+        ...
+
+    async def live_checkpoint(self, projection: str) -> Position | None:
+        """The checkpoint of the version readers use."""
+        ...
+
+    async def wait_for_checkpoint(
+        self, projection: str, position: Position, timeout: float
+    ) -> Position | None:
+        """Wait until the live checkpoint reaches ``position``; return the last one seen."""
+        ...
+
+    async def parked_events(self, projection: str, version: int | None = None) -> list[ParkedEvent]:
+        """Parked events of a projection version (the live one by default), oldest first."""
+        ...
+
+    async def drop_version(self, projection: str, version: int) -> None:
+        """Delete a (no longer live) version's read model, checkpoint and parked events."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and background tasks."""
+        ...
+
+
+class CheckpointSignal:
+    """Wakes checkpoint waiters in this process when any checkpoint moves.
+
+    A waiter takes :meth:`current` *before* reading the checkpoint, so a change that lands
+    between its read and its wait still wakes it.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def current(self) -> asyncio.Event:
+        """The event the next change will set."""
+        return self._event
+
+    def notify(self) -> None:
+        """Wake everyone waiting on the current event."""
+        self._event.set()
+        self._event = asyncio.Event()
+
+
+async def wait_with_signal(
+    signal: CheckpointSignal,
+    read: _CheckpointReader,
+    projection: str,
+    position: Position,
+    timeout: float,
+    poll_interval: float | None = None,
+) -> Position | None:
+    """The shared waiting loop: re-read the live checkpoint on every signal until reached."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        changed = signal.current()
+        checkpoint = await read(projection)
+        if checkpoint is not None and checkpoint >= position:
+            return checkpoint
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return checkpoint
+        if poll_interval is not None:
+            remaining = min(remaining, poll_interval)
+        try:
+            await asyncio.wait_for(changed.wait(), remaining)
+        except TimeoutError:
+            if loop.time() >= deadline:
+                return await read(projection)
+
+
+class _CheckpointReader(Protocol):
+    async def __call__(self, projection: str, /) -> Position | None: ...

@@ -1,0 +1,264 @@
+"""Redis read store (redis.asyncio): read models as keys under a per-version prefix.
+
+A batch's writes are queued on a ``MULTI`` pipeline together with the checkpoint, so they
+apply all together or not at all. The checkpoint key is ``WATCH``ed, so a batch commits only
+if no other runner moved the checkpoint meanwhile. Reads made inside a batch (through
+``uow.client``) do not see the batch's own queued writes: write with commands that compute
+on the server (``HINCRBY``, ``HSET``, ...) rather than read-modify-write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline, PubSub
+from redis.exceptions import WatchError
+
+from cqrskit.readstore.base import (
+    CheckpointConflict,
+    CheckpointSignal,
+    ParkedEvent,
+    ProjectionSpec,
+    ReadTransaction,
+    SetupHook,
+    wait_with_signal,
+)
+from cqrskit.store.base import START, Position
+
+__all__ = ["RedisReadStore", "RedisUnitOfWork"]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisUnitOfWork:
+    """A projection's writes in one ``MULTI``/``EXEC``.
+
+    Queue commands on :attr:`pipe` (no ``await``: they run at commit) with keys made by
+    :meth:`key`, which puts them under the version's prefix.
+    """
+
+    def __init__(self, pipe: Pipeline, client: Redis, prefix: str) -> None:
+        self.pipe = pipe
+        self.client = client
+        self.prefix = prefix
+
+    def key(self, *parts: str) -> str:
+        """The key ``parts`` (joined by ``:``) of the version being written."""
+        return self.prefix + ":".join(parts)
+
+
+class _RedisTransaction(ReadTransaction[RedisUnitOfWork]):
+    def __init__(self, uow: RedisUnitOfWork) -> None:
+        super().__init__()
+        self._uow = uow
+
+    @property
+    def uow(self) -> RedisUnitOfWork:
+        return self._uow
+
+
+class RedisReadStore:
+    """Read models in Redis. Keys: ``{prefix}{projection}:v{version}:...`` for the model,
+    ``{prefix}live`` (projection -> live version), ``{prefix}checkpoint:...`` and
+    ``{prefix}parked:...``; commits publish on ``{prefix}checkpoints``."""
+
+    def __init__(self, client: Redis, prefix: str = "cqrskit:") -> None:
+        self.client = client
+        self._prefix = prefix
+        self._signal = CheckpointSignal()
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "cqrskit:") -> RedisReadStore:
+        """A store on the Redis server named by ``url`` (``redis://host:port/db``)."""
+        return cls(Redis.from_url(url), prefix)
+
+    def version_prefix(self, projection: str, version: int) -> str:
+        """Where one projection version's keys live."""
+        return f"{self._prefix}{projection}:v{version}:"
+
+    def _checkpoint_key(self, projection: str, version: int) -> str:
+        return f"{self._prefix}checkpoint:{projection}:v{version}"
+
+    def _parked_key(self, projection: str, version: int) -> str:
+        return f"{self._prefix}parked:{projection}:v{version}"
+
+    @property
+    def _live_key(self) -> str:
+        return f"{self._prefix}live"
+
+    @property
+    def _channel(self) -> str:
+        return f"{self._prefix}checkpoints"
+
+    async def prepare(self, projection: ProjectionSpec, setup: SetupHook[RedisUnitOfWork]) -> bool:
+        """Create the version's checkpoint once (and make the first version live)."""
+        name, version = projection.name, projection.version
+        key = self._checkpoint_key(name, version)
+        async with self.client.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            if await pipe.exists(key):
+                return False
+            pipe.multi()  # type: ignore[no-untyped-call]
+            await setup(RedisUnitOfWork(pipe, self.client, self.version_prefix(name, version)))
+            pipe.set(key, "0:0")
+            pipe.hsetnx(self._live_key, name, str(version))
+            try:
+                await pipe.execute()
+            except WatchError:
+                return False  # prepared by a concurrent runner
+        return True
+
+    @asynccontextmanager
+    async def transaction(
+        self, projection: ProjectionSpec, expected: Position | None
+    ) -> AsyncIterator[_RedisTransaction]:
+        """One ``MULTI``/``EXEC`` over a projection version, guarded by its checkpoint."""
+        name, version = projection.name, projection.version
+        key = self._checkpoint_key(name, version)
+        async with self.client.pipeline(transaction=True) as pipe:
+            if expected is not None:
+                await pipe.watch(key)
+                raw = await pipe.get(key)
+                actual = None if raw is None else Position.parse(_text(raw))
+                if actual != expected:
+                    raise CheckpointConflict(name, version, expected, actual)
+            pipe.multi()  # type: ignore[no-untyped-call]
+            tx = _RedisTransaction(
+                RedisUnitOfWork(pipe, self.client, self.version_prefix(name, version))
+            )
+            yield tx
+            self._bookkeeping(pipe, name, version, tx)
+            try:
+                await pipe.execute()
+            except WatchError:
+                raise CheckpointConflict(
+                    name, version, expected or START, await self.checkpoint(name, version)
+                ) from None
+        self._signal.notify()
+
+    def _bookkeeping(
+        self, pipe: Pipeline, name: str, version: int, tx: ReadTransaction[Any]
+    ) -> None:
+        now = datetime.now(UTC).isoformat()
+        for event, error, attempts in tx.parked:
+            record = {
+                "position": [event.position.commit, event.position.seq],
+                "stream_id": event.stream_id,
+                "stream_version": event.version,
+                "event_type": event.event.event_type,
+                "error": error,
+                "attempts": attempts,
+                "parked_at": now,
+            }
+            pipe.hset(self._parked_key(name, version), str(event.position), orjson.dumps(record))
+        for parked_id in tx.unparked:
+            pipe.hdel(self._parked_key(name, version), parked_id)
+        if tx.new_checkpoint is not None:
+            position = tx.new_checkpoint
+            pipe.set(self._checkpoint_key(name, version), f"{position.commit}:{position.seq}")
+        if tx.switch_live:
+            pipe.hset(self._live_key, name, str(version))
+        pipe.publish(self._channel, name)
+
+    async def checkpoint(self, projection: str, version: int) -> Position | None:
+        """The checkpoint of one projection version."""
+        raw = await self.client.get(self._checkpoint_key(projection, version))
+        return None if raw is None else Position.parse(_text(raw))
+
+    async def live_version(self, projection: str) -> int | None:
+        """The version readers use."""
+        raw = await self.client.hget(self._live_key, projection)
+        return None if raw is None else int(_text(raw))
+
+    async def live_checkpoint(self, projection: str) -> Position | None:
+        """The checkpoint of the version readers use."""
+        version = await self.live_version(projection)
+        return None if version is None else await self.checkpoint(projection, version)
+
+    async def live_prefix(self, projection: str) -> str:
+        """Readers' view: the key prefix of the live version (raises if none is live)."""
+        version = await self.live_version(projection)
+        if version is None:
+            raise LookupError(f"projection {projection!r} has no live version yet")
+        return self.version_prefix(projection, version)
+
+    async def _listen(self) -> None:
+        assert self._pubsub is not None
+        async for message in self._pubsub.listen():
+            if message.get("type") == "message":
+                self._signal.notify()
+
+    async def wait_for_checkpoint(
+        self, projection: str, position: Position, timeout: float
+    ) -> Position | None:
+        """Wait until the live checkpoint reaches ``position``; woken by pub/sub."""
+        if self._pubsub is None:
+            self._pubsub = self.client.pubsub()
+            await self._pubsub.subscribe(self._channel)
+            self._listener = asyncio.create_task(self._listen())
+        return await wait_with_signal(
+            self._signal, self.live_checkpoint, projection, position, timeout
+        )
+
+    async def parked_events(self, projection: str, version: int | None = None) -> list[ParkedEvent]:
+        """Parked events of a projection version (the live one by default), oldest first."""
+        if version is None:
+            version = await self.live_version(projection)
+            if version is None:
+                return []
+        raw = await self.client.hgetall(self._parked_key(projection, version))
+        parked = []
+        for key, value in raw.items():
+            record = orjson.loads(value)
+            commit, seq = record["position"]
+            parked.append(
+                ParkedEvent(
+                    id=_text(key),
+                    projection=projection,
+                    version=version,
+                    position=Position(commit, seq),
+                    stream_id=record["stream_id"],
+                    stream_version=record["stream_version"],
+                    event_type=record["event_type"],
+                    error=record["error"],
+                    attempts=record["attempts"],
+                    parked_at=datetime.fromisoformat(record["parked_at"]),
+                )
+            )
+        return sorted(parked, key=lambda p: p.position)
+
+    async def drop_version(self, projection: str, version: int) -> None:
+        """Delete a version's keys, checkpoint and parked events."""
+        if await self.live_version(projection) == version:
+            raise ValueError(f"{projection} v{version} is live; switch before dropping it")
+        batch: list[Any] = []
+        async for key in self.client.scan_iter(
+            match=self.version_prefix(projection, version) + "*", count=1000
+        ):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await self.client.unlink(*batch)
+                batch = []
+        batch += [self._checkpoint_key(projection, version), self._parked_key(projection, version)]
+        await self.client.unlink(*batch)
+
+    async def close(self) -> None:
+        """Stop listening and close the connection pool."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self.client.aclose()
