@@ -1,0 +1,615 @@
+"""The projection runner: many projections, each caught up and then kept live independently.
+
+Each projection runs in its own task. Once it holds its lease it catches up from its
+checkpoint in batches, then waits for event-store notifications. Every batch is one
+read-store transaction: the projection's writes plus the new checkpoint (and a parked
+event, or the switch to a rebuilt version). Stopping lets the batch in flight finish;
+cancelling rolls it back whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from cqrskit.consistency import WaitResult, wait_for
+from cqrskit.projection.base import (
+    Projection,
+    ProjectionState,
+    ProjectionStatus,
+    RebuildProgress,
+)
+from cqrskit.projection.leases import Lease, Leases, LocalLeases
+from cqrskit.projection.metrics import ProjectionMetrics
+from cqrskit.readstore.base import CheckpointConflict, ParkedEvent, ReadStore
+from cqrskit.store.base import EventStore, Position, RecordedEvent
+
+__all__ = ["ProgressCallback", "ProjectionRunner"]
+
+log = logging.getLogger("cqrskit.projection")
+
+ProgressCallback = Callable[[RebuildProgress], None]
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+class _Stopping(Exception):
+    pass
+
+
+class _Faulted(Exception):
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _describe(exc: BaseException, event: RecordedEvent) -> str:
+    return (
+        f"{type(exc).__name__}: {exc} (event {event.event.event_type} at {event.position}, "
+        f"stream {event.stream_id!r} v{event.version})"
+    )
+
+
+@dataclass
+class _Progress:
+    started: float
+    start_done: int = 0
+    done: int = 0
+    total: int = 0
+
+
+@dataclass
+class _Worker:
+    runner: ProjectionRunner
+    projection: Projection[Any]
+    store: ReadStore[Any]
+    previous: Projection[Any] | None
+    state: ProjectionState = ProjectionState.STOPPED
+    checkpoint: Position | None = None
+    events_behind: int = 0
+    seconds_behind: float = 0.0
+    parked: int = 0
+    last_error: str | None = None
+    progress: RebuildProgress | None = None
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    resumed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    subscribers: list[asyncio.Queue[RebuildProgress]] = field(default_factory=list)
+    _head_position: Position = field(default_factory=lambda: Position(0, 0))
+    _head_at: float = 0.0
+    _drops: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
+
+    def status(self) -> ProjectionStatus:
+        return ProjectionStatus(
+            name=self.name,
+            version=self.projection.version,
+            state=self.state,
+            checkpoint=self.checkpoint,
+            events_behind=self.events_behind,
+            seconds_behind=self.seconds_behind,
+            parked=self.parked,
+            last_error=self.last_error,
+            rebuild=self.progress,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                self.state = ProjectionState.STANDBY
+                lease = await self._acquire()
+                if lease is None:
+                    break
+                try:
+                    await self._active(lease)
+                except _LeaseLost:
+                    log.warning("%s: lease lost; standing by", self.name)
+                finally:
+                    await asyncio.shield(lease.release())
+        finally:
+            self.state = ProjectionState.STOPPED
+            for task in list(self._drops):
+                task.cancel()
+
+    async def _acquire(self) -> Lease | None:
+        while True:
+            lease = await self.runner.leases.try_acquire(self.name)
+            if lease is not None:
+                return lease
+            if await self._sleep(self.runner.lease_retry):
+                return None
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep unless asked to stop first; true when stopping."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _active(self, lease: Lease) -> None:
+        projection, store = self.projection, self.store
+        await store.prepare(projection, projection.setup)
+        live = await store.live_version(self.name)
+        rebuilding = live != projection.version
+        side: asyncio.Task[None] | None = None
+        side_stop = asyncio.Event()
+        previous = self.previous
+        if rebuilding and previous is not None and previous.version == live:
+            # Keep the version readers use current while the new one is built beside it.
+            side = asyncio.create_task(self._follow(previous, lease, False, side_stop))
+        self.parked = len(await store.parked_events(self.name, projection.version))
+        self.runner.metrics.parked.labels(self.name).set(self.parked)
+
+        async def switched() -> None:
+            side_stop.set()
+            if side is not None:
+                with contextlib.suppress(Exception):
+                    await side
+            if live is not None and live != projection.version:
+                self._drop_later(live)
+
+        try:
+            await self._follow(projection, lease, rebuilding, self.stopping, switched)
+        finally:
+            side_stop.set()
+            if side is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await side
+
+    def _drop_later(self, version: int) -> None:
+        async def drop() -> None:
+            # Readers that resolved the old tables just before the switch finish first.
+            await asyncio.sleep(self.runner.drop_delay)
+            try:
+                await self.store.drop_version(self.name, version)
+            except Exception:
+                log.exception("%s: could not drop old version %d", self.name, version)
+
+        task = asyncio.create_task(drop())
+        self._drops.add(task)
+        task.add_done_callback(self._drops.discard)
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def _follow(
+        self,
+        projection: Projection[Any],
+        lease: Lease,
+        rebuilding: bool,
+        stop: asyncio.Event,
+        on_switch: Callable[[], Any] | None = None,
+    ) -> None:
+        main = projection is self.projection
+        event_store = self.runner.event_store
+        checkpoint = await self.store.checkpoint(projection.name, projection.version)
+        assert checkpoint is not None
+        progress = _Progress(time.monotonic()) if rebuilding else None
+        if main:
+            self.checkpoint = checkpoint
+            self.state = ProjectionState.REBUILDING if rebuilding else ProjectionState.CATCHING_UP
+        while not stop.is_set():
+            if lease.lost.is_set():
+                raise _LeaseLost
+            events = await event_store.read_all(checkpoint, self.runner.batch_size)
+            caught_up = len(events) < self.runner.batch_size
+            switch = rebuilding and caught_up
+            if events or switch:
+                try:
+                    checkpoint = await self._apply(projection, events, checkpoint, switch)
+                except _Stopping:
+                    return
+                except _Faulted as fault:
+                    if not main:
+                        log.error("%s v%d faulted: %s", projection.name, projection.version, fault)
+                        return
+                    if not await self._fault(fault.error):
+                        return
+                    checkpoint = await self.store.checkpoint(projection.name, projection.version)
+                    assert checkpoint is not None
+                    continue
+            if not main:
+                if caught_up and await self._wait_for_events(checkpoint, stop, lease):
+                    return
+                continue
+            self.checkpoint = checkpoint
+            if progress is not None:
+                await self._report(progress, len(events), checkpoint, finished=switch)
+            if switch:
+                rebuilding = False
+                progress = None
+                log.info("%s v%d is live", projection.name, projection.version)
+                if on_switch is not None:
+                    await on_switch()
+            await self._measure(events, checkpoint, caught_up)
+            if caught_up:
+                self.state = ProjectionState.LIVE
+                if await self._wait_for_events(checkpoint, stop, lease):
+                    return
+            elif not rebuilding:
+                self.state = ProjectionState.CATCHING_UP
+
+    async def _wait_for_events(self, after: Position, stop: asyncio.Event, lease: Lease) -> bool:
+        """Wait for new events; true when asked to stop (or the lease went)."""
+        waiters = [
+            asyncio.create_task(
+                self.runner.event_store.wait_for_events(after, self.runner.idle_wait)
+            ),
+            asyncio.create_task(stop.wait()),
+            asyncio.create_task(lease.lost.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        if lease.lost.is_set():
+            raise _LeaseLost
+        return stop.is_set()
+
+    async def _fault(self, error: str) -> bool:
+        """Stay faulted until resumed (true) or stopped (false), keeping the lease."""
+        self.state = ProjectionState.FAULTED
+        self.last_error = error
+        self.runner.metrics.faults.labels(self.name).inc()
+        log.error("%s faulted: %s", self.name, error)
+        self.resumed.clear()
+        stop_task = asyncio.create_task(self.stopping.wait())
+        resume_task = asyncio.create_task(self.resumed.wait())
+        try:
+            await asyncio.wait([stop_task, resume_task], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_task.cancel()
+            resume_task.cancel()
+        if self.stopping.is_set():
+            return False
+        self.state = ProjectionState.CATCHING_UP
+        return True
+
+    # -- applying batches ------------------------------------------------------------
+
+    async def _apply(
+        self,
+        projection: Projection[Any],
+        events: Sequence[RecordedEvent],
+        checkpoint: Position,
+        switch: bool,
+    ) -> Position:
+        handled = [e for e in events if projection.handles_event(e)]
+        started = time.perf_counter()
+        try:
+            async with self.store.transaction(projection, checkpoint) as tx:
+                if handled:
+                    await projection.handle(handled, tx.uow)
+                if events:
+                    tx.advance_to(events[-1].position)
+                if switch:
+                    tx.go_live()
+        except CheckpointConflict as exc:
+            raise _LeaseLost from exc
+        except Exception as exc:
+            log.warning(
+                "%s v%d: batch failed (%s); retrying its events one by one",
+                projection.name,
+                projection.version,
+                exc,
+            )
+            return await self._apply_one_by_one(projection, events, checkpoint, switch)
+        self._count(projection, len(events), time.perf_counter() - started)
+        return events[-1].position if events else checkpoint
+
+    def _count(self, projection: Projection[Any], events: int, seconds: float) -> None:
+        metrics = self.runner.metrics
+        metrics.events_processed.labels(projection.name).inc(events)
+        metrics.batch_seconds.labels(projection.name).observe(seconds)
+
+    async def _apply_one_by_one(
+        self,
+        projection: Projection[Any],
+        events: Sequence[RecordedEvent],
+        checkpoint: Position,
+        switch: bool,
+    ) -> Position:
+        for event in events:
+            if projection.handles_event(event):
+                checkpoint = await self._apply_single(projection, event, checkpoint)
+        if (events and checkpoint != events[-1].position) or switch:
+            # Events after the last handled one (or the switch) still need committing.
+            async with self.store.transaction(projection, checkpoint) as tx:
+                if events:
+                    tx.advance_to(events[-1].position)
+                if switch:
+                    tx.go_live()
+            checkpoint = events[-1].position if events else checkpoint
+        return checkpoint
+
+    async def _apply_single(
+        self, projection: Projection[Any], event: RecordedEvent, checkpoint: Position
+    ) -> Position:
+        policy = projection.failure_policy
+        error = ""
+        for attempt in range(policy.retries + 1):
+            started = time.perf_counter()
+            try:
+                async with self.store.transaction(projection, checkpoint) as tx:
+                    await projection.handle([event], tx.uow)
+                    tx.advance_to(event.position)
+            except CheckpointConflict as exc:
+                raise _LeaseLost from exc
+            except Exception as exc:
+                error = _describe(exc, event)
+                if projection is self.projection:
+                    self.last_error = error
+                log.warning(
+                    "%s v%d attempt %d/%d failed: %s",
+                    projection.name,
+                    projection.version,
+                    attempt + 1,
+                    policy.retries + 1,
+                    error,
+                )
+                if attempt < policy.retries and await self._sleep(policy.delay(attempt)):
+                    raise _Stopping from exc
+                continue
+            self._count(projection, 1, time.perf_counter() - started)
+            return event.position
+        if policy.then == "park":
+            try:
+                async with self.store.transaction(projection, checkpoint) as tx:
+                    tx.park(event, error, policy.retries + 1)
+                    tx.advance_to(event.position)
+            except CheckpointConflict as exc:
+                raise _LeaseLost from exc
+            log.error("%s v%d parked an event: %s", projection.name, projection.version, error)
+            if projection is self.projection:
+                self.parked += 1
+                self.runner.metrics.parked.labels(self.name).set(self.parked)
+            return event.position
+        raise _Faulted(error)
+
+    # -- reporting ---------------------------------------------------------------------
+
+    async def _head(self) -> Position:
+        now = time.monotonic()
+        if now - self._head_at > 0.5:
+            self._head_position = await self.runner.event_store.head()
+            self._head_at = now
+        return self._head_position
+
+    async def _measure(
+        self, events: Sequence[RecordedEvent], checkpoint: Position, caught_up: bool
+    ) -> None:
+        if caught_up:
+            self.events_behind, self.seconds_behind = 0, 0.0
+        else:
+            head = await self._head()
+            self.events_behind = max(0, head.seq - checkpoint.seq)
+            newest = events[-1].recorded_at
+            self.seconds_behind = max(0.0, (datetime.now(UTC) - newest).total_seconds())
+        metrics = self.runner.metrics
+        metrics.lag_events.labels(self.name).set(self.events_behind)
+        metrics.lag_seconds.labels(self.name).set(self.seconds_behind)
+
+    async def _report(
+        self, progress: _Progress, done: int, checkpoint: Position, finished: bool
+    ) -> None:
+        progress.done += done
+        head = await self._head()
+        progress.total = progress.done + max(0, head.seq - checkpoint.seq)
+        if finished:
+            progress.total = progress.done
+        elapsed = time.monotonic() - progress.started
+        report = RebuildProgress(
+            projection=self.name,
+            version=self.projection.version,
+            done=progress.done,
+            total=progress.total,
+            rate=progress.done / elapsed if elapsed > 0 else 0.0,
+            elapsed=elapsed,
+            finished=finished,
+        )
+        self.progress = report
+        if self.runner.on_progress is not None:
+            self.runner.on_progress(report)
+        for queue in self.subscribers:
+            queue.put_nowait(report)
+
+
+class ProjectionRunner:
+    """Runs projections against one event store; use as ``async with runner: ...``.
+
+    - ``leases``: who may run which projection (default: this process only; use
+      :class:`~cqrskit.projection.leases.PostgresLeases` for several runner processes);
+    - ``metrics``: where Prometheus metrics go (default: a registry of the runner's own,
+      at ``runner.metrics.registry``);
+    - ``batch_size``: events read and committed per transaction;
+    - ``idle_wait``: longest single wait for event-store notifications when live;
+    - ``lease_retry``: how often a standby tries to take over;
+    - ``drop_delay``: grace before a rebuilt projection's old version is dropped, so
+      readers that resolved its tables just before the switch can finish;
+    - ``on_progress``: called with every :class:`RebuildProgress` (e.g. a CLI progress bar).
+    """
+
+    def __init__(
+        self,
+        event_store: EventStore,
+        *,
+        leases: Leases | None = None,
+        metrics: ProjectionMetrics | None = None,
+        registry: CollectorRegistry | None = None,
+        batch_size: int = 500,
+        idle_wait: float = 5.0,
+        lease_retry: float = 0.5,
+        drop_delay: float = 2.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.event_store = event_store
+        self.leases: Leases = leases if leases is not None else LocalLeases()
+        self.metrics = metrics if metrics is not None else ProjectionMetrics(registry)
+        self.batch_size = batch_size
+        self.idle_wait = idle_wait
+        self.lease_retry = lease_retry
+        self.drop_delay = drop_delay
+        self.on_progress = on_progress
+        self._workers: dict[str, _Worker] = {}
+
+    def add(
+        self,
+        projection: Projection[Any],
+        store: ReadStore[Any],
+        *,
+        previous: Projection[Any] | None = None,
+    ) -> None:
+        """Run ``projection`` into ``store``.
+
+        When the store's live version differs from ``projection.version``, the new version
+        is rebuilt beside it and made live once caught up. Pass the projection of the live
+        version as ``previous`` to keep it current meanwhile; without it the old version
+        stays as it was (still consistent, but stale) until the switch.
+        """
+        if projection.name in self._workers:
+            raise ValueError(f"projection {projection.name!r} is already added")
+        if previous is not None and previous.name != projection.name:
+            raise ValueError("previous must be an older version of the same projection")
+        worker = _Worker(self, projection, store, previous)
+        self._workers[projection.name] = worker
+        if self._running:
+            worker.task = asyncio.create_task(worker.run(), name=f"projection:{projection.name}")
+
+    _running = False
+
+    async def start(self) -> None:
+        """Start every projection's task."""
+        self._running = True
+        for worker in self._workers.values():
+            if worker.task is None or worker.task.done():
+                worker.stopping.clear()
+                worker.task = asyncio.create_task(worker.run(), name=f"projection:{worker.name}")
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Stop gracefully: batches in flight finish (or, after ``timeout``, roll back)."""
+        self._running = False
+        tasks = []
+        for worker in self._workers.values():
+            worker.stopping.set()
+            if worker.task is not None:
+                tasks.append(worker.task)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> ProjectionRunner:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _worker(self, name: str) -> _Worker:
+        try:
+            return self._workers[name]
+        except KeyError:
+            raise LookupError(f"no projection {name!r} in this runner") from None
+
+    def status(self, name: str) -> ProjectionStatus:
+        """The status of one projection."""
+        return self._worker(name).status()
+
+    def statuses(self) -> list[ProjectionStatus]:
+        """The status of every projection, in the order they were added."""
+        return [w.status() for w in self._workers.values()]
+
+    def resume(self, name: str) -> None:
+        """Let a faulted projection retry from its checkpoint (after fixing the cause)."""
+        self._worker(name).resumed.set()
+
+    async def wait_for(self, name: str, token: str | Position, timeout: float) -> WaitResult:
+        """Wait until the projection's live checkpoint passes ``token`` (read-your-writes)."""
+        return await wait_for(self._worker(name).store, name, token, timeout)
+
+    async def progress(self, name: str) -> AsyncIterator[RebuildProgress]:
+        """Rebuild progress reports of ``name`` until the rebuild finishes (or the runner
+        stops); ends at once when no rebuild is running or about to run."""
+        worker = self._worker(name)
+        queue: asyncio.Queue[RebuildProgress] = asyncio.Queue()
+        worker.subscribers.append(queue)
+        try:
+            while True:
+                idle = worker.state not in (ProjectionState.REBUILDING, ProjectionState.STANDBY)
+                if idle and queue.empty():
+                    return
+                get = asyncio.create_task(queue.get())
+                stop = asyncio.create_task(worker.stopping.wait())
+                try:
+                    await asyncio.wait([get, stop], timeout=1.0, return_when="FIRST_COMPLETED")
+                finally:
+                    stop.cancel()
+                    if not get.done():
+                        get.cancel()
+                if get.done() and not get.cancelled():
+                    report = get.result()
+                    yield report
+                    if report.finished:
+                        return
+                elif worker.stopping.is_set():
+                    return
+        finally:
+            worker.subscribers.remove(queue)
+
+    # -- parked events ---------------------------------------------------------------------
+
+    async def parked(self, name: str) -> list[ParkedEvent]:
+        """Events parked by the projection's current version."""
+        worker = self._worker(name)
+        return await worker.store.parked_events(name, worker.projection.version)
+
+    async def retry_parked(self, name: str, parked_id: str) -> None:
+        """Handle a parked event again (after fixing the cause) and unpark it on success.
+
+        The event's effects and its removal from the parked list commit together; if it
+        fails again, the error propagates and it stays parked. Parked events are handled
+        out of their original order, so their effects must not depend on it.
+        """
+        worker = self._worker(name)
+        projection = worker.projection
+        parked = {p.id: p for p in await self.parked(name)}
+        if parked_id not in parked:
+            raise LookupError(f"{name}: no parked event {parked_id!r}")
+        entry = parked[parked_id]
+        events = await self.event_store.read_stream(entry.stream_id, entry.stream_version)
+        if not events or events[0].version != entry.stream_version:
+            raise LookupError(f"{name}: parked event {parked_id!r} is gone from the event store")
+        async with worker.store.transaction(projection, None) as tx:
+            await projection.handle(events[:1], tx.uow)
+            tx.unpark(parked_id)
+        worker.parked = max(0, worker.parked - 1)
+        self.metrics.parked.labels(name).set(worker.parked)
+
+    async def discard_parked(self, name: str, parked_id: str) -> None:
+        """Drop a parked event for good, without handling it."""
+        worker = self._worker(name)
+        async with worker.store.transaction(worker.projection, None) as tx:
+            tx.unpark(parked_id)
+        worker.parked = max(0, worker.parked - 1)
+        self.metrics.parked.labels(name).set(worker.parked)

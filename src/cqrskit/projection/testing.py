@@ -1,0 +1,521 @@
+"""The projection contract suite: what every read store must do under the runner.
+
+Bind it once per read store by providing one fixture, ``harness``, that yields a
+:class:`ReadModelHarness` for an empty store::
+
+    class TestMyReadStore(ProjectionContract):
+        @pytest.fixture
+        async def harness(self) -> AsyncIterator[ReadModelHarness[Any]]:
+            store = ...
+            yield SqlHarness(store)
+            await store.close()
+
+The harnesses here (memory, SQL, Redis) double as small examples of projection code for
+each store. Needs the ``testing`` extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from cqrskit.messages import DomainEvent
+from cqrskit.projection.base import (
+    FailurePolicy,
+    Projection,
+    ProjectionState,
+    RebuildProgress,
+)
+from cqrskit.projection.runner import ProjectionRunner
+from cqrskit.readstore.base import CheckpointConflict, ReadStore
+from cqrskit.readstore.memory import MemoryReadStore, MemoryUnitOfWork
+from cqrskit.readstore.redis import RedisReadStore, RedisUnitOfWork
+from cqrskit.readstore.sql import SqlReadStore, SqlUnitOfWork
+from cqrskit.store.base import START, EventStore, Position, RecordedEvent
+from cqrskit.store.memory import MemoryEventStore
+from cqrskit.store.serialization import EventRegistry
+
+__all__ = [
+    "Ignored",
+    "MemoryHarness",
+    "ProjectionContract",
+    "ReadModelHarness",
+    "RedisHarness",
+    "SqlHarness",
+    "Ticked",
+    "eventually",
+    "tick_registry",
+]
+
+U = TypeVar("U")
+
+
+class Ticked(DomainEvent):
+    """Contract event: counted once per stream by the tally projection."""
+
+    event_type = "projection-contract.Ticked"
+    label: str = ""
+
+
+class Ignored(DomainEvent):
+    """Contract event the tally projection does not handle."""
+
+    event_type = "projection-contract.Ignored"
+
+
+def tick_registry() -> EventRegistry:
+    """The registry of the contract events."""
+    return EventRegistry([Ticked, Ignored])
+
+
+class Poisoned(Exception):
+    """Raised by the tally projection for labels in its ``poison`` set."""
+
+
+class _Tally(Projection[U]):
+    """Counts ``Ticked`` events per stream: applying one twice shows as a wrong count."""
+
+    handles = (Ticked,)
+    tables = ("counts",)
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: int,
+        failure_policy: FailurePolicy,
+        poison: set[str],
+    ) -> None:
+        super().__init__(name=name, version=version, failure_policy=failure_policy)
+        self.poison = poison
+
+    def check(self, event: RecordedEvent) -> None:
+        assert isinstance(event.event, Ticked)
+        if event.event.label in self.poison:
+            raise Poisoned(f"poisoned label {event.event.label!r}")
+
+
+class _MemoryTally(_Tally[MemoryUnitOfWork]):
+    async def handle(self, events: Sequence[RecordedEvent], uow: MemoryUnitOfWork) -> None:
+        for event in events:
+            self.check(event)
+            uow.increment("counts", event.stream_id, "n")
+
+
+class SqlTally(_Tally[SqlUnitOfWork]):
+    """The tally in portable SQL: the same code runs on SQLite and PostgreSQL."""
+
+    async def setup(self, uow: SqlUnitOfWork) -> None:
+        await uow.execute(
+            "CREATE TABLE {counts} (stream_id TEXT PRIMARY KEY, n BIGINT NOT NULL, "
+            "last_version BIGINT NOT NULL)"
+        )
+
+    async def handle(self, events: Sequence[RecordedEvent], uow: SqlUnitOfWork) -> None:
+        for event in events:
+            self.check(event)
+            await uow.execute(
+                "INSERT INTO {counts} (stream_id, n, last_version) VALUES (?, 1, ?) "
+                "ON CONFLICT (stream_id) DO UPDATE SET n = {counts}.n + 1, "
+                "last_version = excluded.last_version",
+                event.stream_id,
+                event.version,
+            )
+
+
+class _RedisTally(_Tally[RedisUnitOfWork]):
+    async def handle(self, events: Sequence[RecordedEvent], uow: RedisUnitOfWork) -> None:
+        for event in events:
+            self.check(event)
+            uow.pipe.hincrby(uow.key("counts"), event.stream_id, 1)
+
+
+class ReadModelHarness(ABC, Generic[U]):
+    """A read store plus the contract's tally projection written for it."""
+
+    store: ReadStore[U]
+
+    @abstractmethod
+    def tally(
+        self,
+        *,
+        name: str = "tally",
+        version: int = 1,
+        policy: FailurePolicy | None = None,
+        poison: set[str] | None = None,
+    ) -> Projection[U]:
+        """The tally projection for this store."""
+
+    @abstractmethod
+    async def counts(self, name: str = "tally") -> dict[str, int]:
+        """Readers' view of the tally's live version: stream id -> count."""
+
+
+def _policy(policy: FailurePolicy | None) -> FailurePolicy:
+    return policy if policy is not None else FailurePolicy(retries=1, backoff=0.01)
+
+
+class MemoryHarness(ReadModelHarness[MemoryUnitOfWork]):
+    """The contract harness of :class:`MemoryReadStore`."""
+
+    def __init__(self, store: MemoryReadStore) -> None:
+        self.store = self.memory = store
+
+    def tally(
+        self,
+        *,
+        name: str = "tally",
+        version: int = 1,
+        policy: FailurePolicy | None = None,
+        poison: set[str] | None = None,
+    ) -> Projection[MemoryUnitOfWork]:
+        return _MemoryTally(
+            name=name, version=version, failure_policy=_policy(policy), poison=poison or set()
+        )
+
+    async def counts(self, name: str = "tally") -> dict[str, int]:
+        return {k: int(v["n"]) for k, v in self.memory.rows(name, "counts").items()}
+
+
+class SqlHarness(ReadModelHarness[SqlUnitOfWork]):
+    """The contract harness of :class:`SqlReadStore` (SQLite or PostgreSQL)."""
+
+    def __init__(self, store: SqlReadStore) -> None:
+        self.store = self.sql = store
+
+    def tally(
+        self,
+        *,
+        name: str = "tally",
+        version: int = 1,
+        policy: FailurePolicy | None = None,
+        poison: set[str] | None = None,
+    ) -> Projection[SqlUnitOfWork]:
+        return SqlTally(
+            name=name, version=version, failure_policy=_policy(policy), poison=poison or set()
+        )
+
+    async def counts(self, name: str = "tally") -> dict[str, int]:
+        rows = await self.sql.query(name, "SELECT stream_id, n FROM {counts}")
+        return {r["stream_id"]: int(r["n"]) for r in rows}
+
+
+class RedisHarness(ReadModelHarness[RedisUnitOfWork]):
+    """The contract harness of :class:`RedisReadStore`."""
+
+    def __init__(self, store: RedisReadStore) -> None:
+        self.store = self.redis = store
+
+    def tally(
+        self,
+        *,
+        name: str = "tally",
+        version: int = 1,
+        policy: FailurePolicy | None = None,
+        poison: set[str] | None = None,
+    ) -> Projection[RedisUnitOfWork]:
+        return _RedisTally(
+            name=name, version=version, failure_policy=_policy(policy), poison=poison or set()
+        )
+
+    async def counts(self, name: str = "tally") -> dict[str, int]:
+        prefix = await self.redis.live_prefix(name)
+        raw = await self.redis.client.hgetall(prefix + "counts")
+        return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
+
+
+async def eventually(
+    condition: Callable[[], bool], timeout: float = 5.0, message: str = "condition"
+) -> None:
+    """Wait (briefly polling) until ``condition()`` holds; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} did not hold within {timeout}s")
+        await asyncio.sleep(0.01)
+
+
+async def append_ticks(
+    events: EventStore, streams: Sequence[str], per_stream: int, label: str = ""
+) -> Position:
+    """Append ``per_stream`` ticks to each stream (interleaved); the last position."""
+    position = START
+    for _ in range(per_stream):
+        for stream in streams:
+            result = await events.append(stream, [Ticked(label=label)])
+            position = result.position
+    return position
+
+
+def _streams(n: int) -> list[str]:
+    run = uuid.uuid4().hex[:8]
+    return [f"s-{run}-{i}" for i in range(n)]
+
+
+class ProjectionContract:
+    """What every read store must do under the runner (exactly-once, policies, rebuild)."""
+
+    batch_size = 7
+
+    @pytest.fixture
+    def harness(self) -> ReadModelHarness[Any]:
+        """Bind this fixture: a harness on an empty read store (closed afterwards)."""
+        raise NotImplementedError("bind harness for your read store")
+
+    @pytest.fixture
+    def events(self) -> EventStore:
+        return MemoryEventStore(tick_registry())
+
+    def runner(self, events: EventStore, **options: Any) -> ProjectionRunner:
+        options.setdefault("batch_size", self.batch_size)
+        options.setdefault("idle_wait", 1.0)
+        options.setdefault("drop_delay", 0.05)
+        options.setdefault("lease_retry", 0.05)
+        options.setdefault("registry", CollectorRegistry())
+        return ProjectionRunner(events, **options)
+
+    async def caught_up(self, runner: ProjectionRunner, events: EventStore, name: str) -> None:
+        result = await runner.wait_for(name, await events.head(), timeout=10)
+        assert result.reached, result
+
+    # -- catching up and going live ---------------------------------------------------------
+
+    async def test_catches_up_then_follows_live(
+        self, harness: ReadModelHarness[Any], events: EventStore
+    ) -> None:
+        streams = _streams(5)
+        await append_ticks(events, streams, 6)
+        runner = self.runner(events)
+        runner.add(harness.tally(), harness.store)
+        async with runner:
+            await self.caught_up(runner, events, "tally")
+            assert await harness.counts() == dict.fromkeys(streams, 6)
+            await eventually(lambda: runner.status("tally").state is ProjectionState.LIVE)
+            token = await append_ticks(events, streams[:2], 1)
+            assert (await runner.wait_for("tally", str(token), timeout=10)).reached
+            assert await harness.counts() == {
+                **dict.fromkeys(streams, 6),
+                **dict.fromkeys(streams[:2], 7),
+            }
+            assert await harness.store.live_checkpoint("tally") == token
+            await eventually(lambda: runner.status("tally").checkpoint == token)
+            status = runner.status("tally")
+            assert (status.events_behind, status.parked, status.last_error) == (0, 0, None)
+        assert runner.status("tally").state is ProjectionState.STOPPED
+
+    async def test_restart_resumes_from_checkpoint_without_double_application(
+        self, harness: ReadModelHarness[Any], events: EventStore
+    ) -> None:
+        streams = _streams(3)
+        await append_ticks(events, streams, 5)
+        for round_ in range(3):
+            runner = self.runner(events)
+            runner.add(harness.tally(), harness.store)
+            async with runner:
+                await self.caught_up(runner, events, "tally")
+            await append_ticks(events, streams, 2)
+            assert await harness.counts() == dict.fromkeys(streams, 5 + 2 * round_)
+
+    async def test_unhandled_events_move_the_checkpoint(
+        self, harness: ReadModelHarness[Any], events: EventStore
+    ) -> None:
+        streams = _streams(2)
+        await append_ticks(events, streams, 2)
+        for _ in range(self.batch_size * 2 + 1):
+            await events.append(streams[0], [Ignored()])
+        runner = self.runner(events)
+        runner.add(harness.tally(), harness.store)
+        async with runner:
+            await self.caught_up(runner, events, "tally")
+        assert await harness.store.live_checkpoint("tally") == await events.head()
+        assert await harness.counts() == dict.fromkeys(streams, 2)
+
+    # -- failures ------------------------------------------------------------------------
+
+    async def test_stop_policy_faults_with_the_batch_rolled_back_whole(
+        self, harness: ReadModelHarness[Any], events: EventStore
+    ) -> None:
+        streams = _streams(2)
+        await append_ticks(events, streams, 2)
+        poison_at = (await events.append(streams[0], [Ticked(label="bad")])).position
+        await append_ticks(events, streams, 2)
+        poison = {"bad"}
+        runner = self.runner(events, batch_size=100)
+        runner.add(harness.tally(poison=poison), harness.store)
+        async with runner:
+            await eventually(lambda: runner.status("tally").state is ProjectionState.FAULTED)
+            status = runner.status("tally")
+            assert status.last_error is not None
+            assert "poisoned label 'bad'" in status.last_error
+            assert str(poison_at) in status.last_error
+            # Everything before the poison event committed; nothing of it or after it.
+            assert status.checkpoint is not None
+            assert status.checkpoint < poison_at
+            assert await harness.counts() == dict.fromkeys(streams, 2)
+            assert _sample(runner, "cqrskit_projection_faults_total") == 1.0
+            poison.clear()
+            runner.resume("tally")
+            await self.caught_up(runner, events, "tally")
+        assert await harness.counts() == {streams[0]: 5, streams[1]: 4}
+
+    async def test_park_policy_parks_and_goes_on_then_retry_succeeds(
+        self, harness: ReadModelHarness[Any], events: EventStore
+    ) -> None:
+        streams = _streams(3)
+        await append_ticks(events, streams, 3)
+        bad = (await events.append(streams[1], [Ticked(label="bad")])).position
+        await append_ticks(events, streams, 3)
+        poison = {"bad"}
+        policy = FailurePolicy(retries=2, backoff=0.001, then="park")
+        runner = self.runner(events)
+        runner.add(harness.tally(poison=poison, policy=policy), harness.store)
+        async with runner:
+            await self.caught_up(runner, events, "tally")
+            assert await harness.counts() == dict.fromkeys(streams, 6)
+            parked = await runner.parked("tally")
+            assert [(p.id, p.stream_id, p.attempts) for p in parked] == [(str(bad), streams[1], 3)]
+            assert "poisoned label 'bad'" in parked[0].error
+            assert runner.status("tally").parked == 1
+            assert runner.status("tally").state is ProjectionState.LIVE
+            with pytest.raises(Poisoned):
+                await runner.retry_parked("tally", parked[0].id)
+            assert len(await runner.parked("tally")) == 1
+            poison.clear()
+            await runner.retry_parked("tally", parked[0].id)
+            assert await runner.parked("tally") == []
+            assert runner.status("tally").parked == 0
+        assert await harness.counts() == {**dict.fromkeys(streams, 6), streams[1]: 7}
+
+    async def test_discarded_parked_event_is_gone(
+        self, harness: ReadModelHarness[Any], events: EventStore
+    ) -> None:
+        streams = _streams(1)
+        await events.append(streams[0], [Ticked(label="bad"), Ticked(), Ticked(label="bad")])
+        policy = FailurePolicy(retries=0, then="park")
+        runner = self.runner(events)
+        runner.add(harness.tally(poison={"bad"}, policy=policy), harness.store)
+        async with runner:
+            await self.caught_up(runner, events, "tally")
+            parked = await runner.parked("tally")
+            assert len(parked) == 2
+            await runner.discard_parked("tally", parked[0].id)
+            assert [p.id for p in await runner.parked("tally")] == [parked[1].id]
+        assert await harness.counts() == {streams[0]: 1}
+
+    async def test_checkpoint_guard_rejects_a_second_writer(
+        self, harness: ReadModelHarness[Any], events: EventStore
+    ) -> None:
+        streams = _streams(1)
+        await append_ticks(events, streams, 2)
+        projection = harness.tally()
+        store = harness.store
+        await store.prepare(projection, projection.setup)
+        recorded = await events.read_all(START, 10)
+        await _commit_batch(store, projection, START, recorded[:1])
+        with pytest.raises(CheckpointConflict):
+            await _commit_batch(store, projection, START, recorded[:1])
+        assert await harness.counts() == {streams[0]: 1}
+        assert await store.live_checkpoint("tally") == recorded[0].position
+
+    async def test_exception_in_handler_rolls_back_the_transaction(
+        self, harness: ReadModelHarness[Any], events: EventStore
+    ) -> None:
+        streams = _streams(1)
+        await append_ticks(events, streams, 1)
+        await events.append(streams[0], [Ticked(label="bad")])
+        projection = harness.tally(poison={"bad"})
+        store = harness.store
+        await store.prepare(projection, projection.setup)
+        recorded = await events.read_all(START, 10)
+        with pytest.raises(Poisoned):
+            await _commit_batch(store, projection, START, recorded)
+        assert await harness.counts() == {}
+        assert await store.live_checkpoint("tally") == START
+
+    # -- rebuild ------------------------------------------------------------------------
+
+    async def test_rebuild_beside_the_live_version_then_switch(
+        self, harness: ReadModelHarness[Any], events: EventStore
+    ) -> None:
+        streams = _streams(4)
+        await append_ticks(events, streams, 10)
+        runner = self.runner(events)
+        runner.add(harness.tally(version=1), harness.store)
+        async with runner:
+            await self.caught_up(runner, events, "tally")
+        reports: list[RebuildProgress] = []
+        runner = self.runner(events, on_progress=reports.append)
+        runner.add(harness.tally(version=2), harness.store, previous=harness.tally(version=1))
+        async with runner:
+            writes = 0
+            while runner.status("tally").state is not ProjectionState.LIVE or writes < 3:
+                await append_ticks(events, streams[:1], 1)
+                writes += 1
+                counts = await harness.counts()
+                # Readers see a complete model at every moment: old (kept current) or new.
+                assert sum(counts.values()) >= 40
+                await asyncio.sleep(0.005)
+            await self.caught_up(runner, events, "tally")
+            assert await harness.store.live_version("tally") == 2
+            deadline = time.monotonic() + 5
+            while await harness.store.checkpoint("tally", 1) is not None:
+                assert time.monotonic() < deadline, "the old version was not dropped"
+                await asyncio.sleep(0.01)
+        assert await harness.counts() == {**dict.fromkeys(streams, 10), streams[0]: 10 + writes}
+        assert reports
+        assert reports[-1].finished
+        assert reports[-1].done == reports[-1].total >= 40
+
+    # -- read-your-writes and metrics -----------------------------------------------------
+
+    async def test_wait_for_times_out_with_a_typed_result(
+        self, harness: ReadModelHarness[Any], events: EventStore
+    ) -> None:
+        runner = self.runner(events)
+        runner.add(harness.tally(), harness.store)
+        async with runner:
+            await eventually(lambda: runner.status("tally").state is ProjectionState.LIVE)
+            result = await runner.wait_for("tally", Position(0, 10_000), timeout=0.05)
+        assert not result.reached
+        assert result.elapsed >= 0.05
+        assert result.target == Position(0, 10_000)
+        from cqrskit.consistency import ConsistencyTimeout
+
+        with pytest.raises(ConsistencyTimeout):
+            result.raise_if_timed_out()
+
+    async def test_metrics_in_the_runners_registry(
+        self, harness: ReadModelHarness[Any], events: EventStore
+    ) -> None:
+        streams = _streams(2)
+        await append_ticks(events, streams, 5)
+        runner = self.runner(events)
+        runner.add(harness.tally(), harness.store)
+        async with runner:
+            await self.caught_up(runner, events, "tally")
+            assert _sample(runner, "cqrskit_projection_events_processed_total") == 10.0
+            assert (_sample(runner, "cqrskit_projection_batch_seconds_count") or 0) >= 2
+            assert _sample(runner, "cqrskit_projection_lag_events") == 0.0
+            assert _sample(runner, "cqrskit_projection_parked_events") == 0.0
+
+
+async def _commit_batch(
+    store: ReadStore[Any],
+    projection: Projection[Any],
+    expected: Position,
+    batch: Sequence[RecordedEvent],
+) -> None:
+    async with store.transaction(projection, expected) as tx:
+        await projection.handle(batch, tx.uow)
+        tx.advance_to(batch[-1].position)
+
+
+def _sample(runner: ProjectionRunner, metric: str) -> float | None:
+    return runner.metrics.registry.get_sample_value(metric, {"projection": "tally"})
