@@ -1,0 +1,38 @@
+"""Fixtures for the projection tests: read stores on the real servers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from cqrskit.readstore import RedisReadStore, SqlReadStore, open_read_store
+
+
+@pytest.fixture
+async def sqlite_read_store(tmp_path: object) -> AsyncIterator[SqlReadStore]:
+    store: SqlReadStore = await open_read_store(f"sqlite:///{tmp_path}/read.db")
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def pg_read_store(postgres_url: str, pg_schema: str) -> AsyncIterator[SqlReadStore]:
+    store: SqlReadStore = await open_read_store(f"{postgres_url}?schema={pg_schema}")
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def redis_read_store(redis_url: str) -> AsyncIterator[RedisReadStore]:
+    prefix = f"cqrskit-test:{uuid.uuid4().hex[:12]}:"
+    store: RedisReadStore = await open_read_store(f"{redis_url}?prefix={prefix}")
+    yield store
+    await store.close()
+    client = Redis.from_url(redis_url)
+    keys = [k async for k in client.scan_iter(match=prefix + "*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()

@@ -1,0 +1,42 @@
+"""The projection contract suite, bound once per read store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cqrskit.projection.testing import (
+    MemoryHarness,
+    ProjectionContract,
+    ReadModelHarness,
+    RedisHarness,
+    SqlHarness,
+)
+from cqrskit.readstore import MemoryReadStore, RedisReadStore, SqlReadStore
+
+
+class TestMemoryReadStore(ProjectionContract):
+    @pytest.fixture
+    def harness(self) -> ReadModelHarness[Any]:
+        return MemoryHarness(MemoryReadStore())
+
+
+class TestSqliteReadStore(ProjectionContract):
+    @pytest.fixture
+    def harness(self, sqlite_read_store: SqlReadStore) -> ReadModelHarness[Any]:
+        return SqlHarness(sqlite_read_store)
+
+
+@pytest.mark.postgres
+class TestPostgresReadStore(ProjectionContract):
+    @pytest.fixture
+    def harness(self, pg_read_store: SqlReadStore) -> ReadModelHarness[Any]:
+        return SqlHarness(pg_read_store)
+
+
+@pytest.mark.redis
+class TestRedisReadStore(ProjectionContract):
+    @pytest.fixture
+    def harness(self, redis_read_store: RedisReadStore) -> ReadModelHarness[Any]:
+        return RedisHarness(redis_read_store)
