@@ -83,6 +83,11 @@ class RedisReadStore:
         """A store on the Redis server named by ``url`` (``redis://host:port/db``)."""
         return cls(Redis.from_url(url), prefix)
 
+    @property
+    def prefix(self) -> str:
+        """The prefix of every key this store uses."""
+        return self._prefix
+
     def version_prefix(self, projection: str, version: int) -> str:
         """Where one projection version's keys live."""
         return f"{self._prefix}{projection}:v{version}:"
