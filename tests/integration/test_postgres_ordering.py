@@ -120,13 +120,13 @@ async def _tail(
         await store.wait_for_events(after, timeout=0.5)
 
 
-async def _tail_naively(pool: asyncpg.Pool, schema: str, done: asyncio.Event) -> set[str]:
+async def _tail_naively(conn: asyncpg.Connection, schema: str, done: asyncio.Event) -> set[str]:
     """Reads ``global_position > last`` as fast as it can: the reader mechanism 3 rejects."""
     seen: set[str] = set()
     last = 0
     while True:
         finished = done.is_set()
-        rows = await pool.fetch(
+        rows = await conn.fetch(
             f'SELECT global_position, data FROM "{schema}".events '
             "WHERE global_position > $1 ORDER BY global_position LIMIT 1000",
             last,
@@ -141,7 +141,7 @@ async def _tail_naively(pool: asyncpg.Pool, schema: str, done: asyncio.Event) ->
 
 
 async def test_readers_see_every_committed_event_once_in_stream_order(
-    stores: list[PostgresEventStore], pg_schema: str
+    stores: list[PostgresEventStore], pg_schema: str, postgres_url: str
 ) -> None:
     writer, reader = stores
     # Create every stream first, so exact expected versions are exercised from the start.
@@ -155,13 +155,15 @@ async def test_readers_see_every_committed_event_once_in_stream_order(
     final: asyncio.Future[Position] = loop.create_future()
     writers_done = asyncio.Event()
     readers = [asyncio.create_task(_tail(reader, final)) for _ in range(2)]
-    naive = asyncio.create_task(_tail_naively(writer._pool, pg_schema, writers_done))
+    naive_conn = await asyncpg.connect(postgres_url)
+    naive = asyncio.create_task(_tail_naively(naive_conn, pg_schema, writers_done))
 
     await asyncio.gather(*(_write(writer, n, ledger) for n in range(WRITERS)))
     writers_done.set()
     final.set_result(await reader.head())
     seen_by_readers = await asyncio.wait_for(asyncio.gather(*readers), 30)
     seen_naively = await asyncio.wait_for(naive, 30)
+    await naive_conn.close()
 
     assert ledger.rolled_back, "the load must include rolled-back transactions"
     assert len(ledger.committed) > WRITERS * APPENDS_PER_WRITER // 2

@@ -119,8 +119,9 @@ def _migrations(s: str) -> tuple[str, ...]:
             OUT stored text
         ) LANGUAGE plpgsql AS $fn$
         DECLARE
-            actuals bigint[];
             n integer := cardinality(p_streams);
+            actuals bigint[] := '{{}}';
+            current bigint;
         BEGIN
             IF p_key IS NOT NULL THEN
                 SELECT i.result INTO stored FROM {s}.idempotency i WHERE i.key = p_key;
@@ -129,22 +130,27 @@ def _migrations(s: str) -> tuple[str, ...]:
                     RETURN;
                 END IF;
             END IF;
-            SELECT array_agg(
-                       coalesce((SELECT max(e.version) FROM {s}.events e
-                                 WHERE e.stream_id = q.id), 0)
-                       ORDER BY q.ord)
-              INTO actuals
-              FROM unnest(p_streams) WITH ORDINALITY AS q(id, ord);
+            -- Plain statements and loops: plpgsql runs them far cheaper than array
+            -- aggregates, which matters for the common one-stream, one-event append.
             FOR i IN 1 .. n LOOP
-                IF p_expected[i] <> -1 AND p_expected[i] <> actuals[i] THEN
+                SELECT coalesce(max(e.version), 0) INTO current
+                  FROM {s}.events e WHERE e.stream_id = p_streams[i];
+                IF p_expected[i] <> -1 AND p_expected[i] <> current THEN
                     outcome := 'conflict';
                     conflict_stream := p_streams[i];
-                    actual := actuals[i];
+                    actual := current;
                     RETURN;
                 END IF;
+                actuals[i] := current;
             END LOOP;
             -- No write above this line.
-            IF cardinality(p_types) > 0 THEN
+            IF cardinality(p_types) = 1 THEN
+                INSERT INTO {s}.events
+                    (stream_id, version, event_type, schema_version, data, metadata)
+                VALUES (p_streams[p_stream_index[1]], actuals[p_stream_index[1]] + p_offsets[1],
+                        p_types[1], p_schema_versions[1], p_data[1], p_metadata[1])
+                RETURNING global_position INTO seq;
+            ELSIF cardinality(p_types) > 1 THEN
                 WITH written AS (
                     INSERT INTO {s}.events
                         (stream_id, version, event_type, schema_version, data, metadata)
@@ -156,6 +162,8 @@ def _migrations(s: str) -> tuple[str, ...]:
                     RETURNING global_position
                 )
                 SELECT max(w.global_position) INTO seq FROM written w;
+            END IF;
+            IF seq IS NOT NULL THEN
                 commit_id := pg_current_xact_id();
                 IF p_channel IS NOT NULL THEN
                     PERFORM pg_notify(p_channel, '');
@@ -169,8 +177,10 @@ def _migrations(s: str) -> tuple[str, ...]:
                 commit_id := coalesce(commit_id, '0'::xid8);
                 seq := coalesce(seq, 0);
             END IF;
-            SELECT array_agg(actuals[g.i] + p_counts[g.i] ORDER BY g.i) INTO versions
-              FROM generate_series(1, n) AS g(i);
+            versions := actuals;
+            FOR i IN 1 .. n LOOP
+                versions[i] := actuals[i] + p_counts[i];
+            END LOOP;
             IF p_key IS NOT NULL THEN
                 -- json, not jsonb: it keeps the streams in the caller's order.
                 INSERT INTO {s}.idempotency (key, result)
@@ -231,3 +241,57 @@ async def _applied(conn: Connection, target: PgTarget) -> int:
             f"cqrskit understands ({latest})"
         )
     return current
+
+
+def append_one_event_sql(s: str, *, keyed: bool) -> str:
+    """The append of a single event to a single stream, as one statement.
+
+    The common case and the hot one: the client runs this instead of ``append_events``
+    because a plain statement with scalar parameters costs the server far less than the
+    function's procedural steps and array parameters (measured: about 0.95x a bare
+    INSERT, against 0.75x). The semantics are the function's for this case: every read
+    (the idempotency key, the stream version) uses the statement's snapshot, taken before
+    its first write.
+
+    Parameters: $1 stream, $2 expected version, $3 type, $4 schema version, $5 data,
+    $6 metadata, $7 NOTIFY channel or null; ``keyed`` adds $8 idempotency key and $9
+    result id. Returns the stored result of an earlier append with the key (a replay),
+    the version the stream was at and, when the row was written, its transaction id and
+    global position (null after a version mismatch).
+    """
+    earlier = (
+        f"earlier AS (SELECT i.result FROM {s}.idempotency i WHERE i.key = $8)," if keyed else ""
+    )
+    not_replayed = "AND NOT EXISTS (SELECT FROM earlier)" if keyed else ""
+    recorded = (
+        f""", recorded AS (
+            INSERT INTO {s}.idempotency (key, result)
+            SELECT $8, json_build_object(
+                       'versions', json_build_object($1::text, cur.actual + 1),
+                       'position', json_build_array(w.transaction_id::text::bigint,
+                                                    w.global_position),
+                       'result_id', $9::text)::text
+              FROM cur, written w
+        )"""
+        if keyed
+        else ""
+    )
+    stored = "(SELECT earlier.result FROM earlier)" if keyed else "NULL::text"
+    return f"""
+        WITH {earlier}
+        cur AS (
+            SELECT coalesce(max(e.version), 0) AS actual
+              FROM {s}.events e WHERE e.stream_id = $1
+        ), written AS (
+            INSERT INTO {s}.events
+                (stream_id, version, event_type, schema_version, data, metadata)
+            SELECT $1, cur.actual + 1, $3, $4, $5, $6
+              FROM cur
+             WHERE ($2::bigint = -1 OR $2::bigint = cur.actual) {not_replayed}
+            RETURNING transaction_id, global_position
+        ){recorded}
+        SELECT {stored} AS stored, cur.actual, w.transaction_id, w.global_position,
+               CASE WHEN w.global_position IS NOT NULL AND $7::text IS NOT NULL
+                    THEN pg_notify($7, '') END AS notified
+          FROM cur LEFT JOIN written w ON true
+    """

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import asyncpg
@@ -25,7 +25,8 @@ import orjson
 from cqrskit.errors import ConcurrencyError, EventStoreError
 from cqrskit.store._common import EncodedAppend, EventStoreBase, load_result
 from cqrskit.store._pg_listener import CONNECTION_ERRORS, Listener, Wakeups
-from cqrskit.store._pg_schema import PgTarget, migrate, parse_url
+from cqrskit.store._pg_pool import ConnectionPool
+from cqrskit.store._pg_schema import PgTarget, append_one_event_sql, migrate, parse_url
 from cqrskit.store.base import (
     ANY,
     START,
@@ -68,7 +69,7 @@ class PostgresEventStore(EventStoreBase):
     def __init__(
         self,
         registry: EventRegistry,
-        pool: asyncpg.Pool,
+        pool: ConnectionPool,
         target: PgTarget,
         *,
         notify: NotifyMode,
@@ -87,6 +88,8 @@ class PostgresEventStore(EventStoreBase):
         s = target.quoted
         params = ", ".join(f"${n}" for n in range(1, 13))
         self._sql_append = f"SELECT * FROM {s}.append_events({params})"
+        self._sql_append_one = append_one_event_sql(s, keyed=False)
+        self._sql_append_one_keyed = append_one_event_sql(s, keyed=True)
         columns = (
             "stream_id, version, transaction_id, global_position, event_type, schema_version, "
             "data, metadata, recorded_at"
@@ -161,12 +164,17 @@ class PostgresEventStore(EventStoreBase):
             raise ValueError("poll_interval must be positive")
         target = parse_url(url)
         options: dict[str, Any] = dict(connect_options or {})
-        pool = await asyncpg.create_pool(
-            target.dsn, min_size=min_connections, max_size=max_connections, **options
-        )
+        if not 0 <= min_connections <= max_connections:
+            raise ValueError("need 0 <= min_connections <= max_connections")
+
+        def connect() -> Awaitable[asyncpg.Connection[asyncpg.Record]]:
+            return asyncpg.connect(target.dsn, **options)
+
+        pool = ConnectionPool(connect, max_connections)
         try:
             async with pool.acquire() as conn:
                 await migrate(conn, target)
+            await pool.fill(min_connections)
         except BaseException:
             await pool.close()
             raise
@@ -232,6 +240,9 @@ class PostgresEventStore(EventStoreBase):
         ordering stress test holds appends open and rolls some back this way). Races
         surface as ``asyncpg.UniqueViolationError``; the transaction is then aborted.
         """
+        channel = self._target.channel if self._notify == "in_transaction" else None
+        if len(appends) == 1 and len(appends[0].events) == 1:
+            return await self._append_one_event(conn, appends[0], idempotency, channel)
         stream_index: list[int] = []
         offsets: list[int] = []
         types: list[str] = []
@@ -259,7 +270,7 @@ class PostgresEventStore(EventStoreBase):
             metadata,
             idempotency.key if idempotency else None,
             idempotency.result_id if idempotency else None,
-            self._target.channel if self._notify == "in_transaction" else None,
+            channel,
         )
         assert row is not None
         outcome = row["outcome"]
@@ -274,6 +285,41 @@ class PostgresEventStore(EventStoreBase):
         return AppendResult(
             versions={s: versions[s] for s in stream_order},
             position=Position(row["commit_id"], row["seq"]),
+            result_id=idempotency.result_id if idempotency else "",
+        )
+
+    async def _append_one_event(
+        self,
+        conn: Connection,
+        append: EncodedAppend,
+        idempotency: Idempotency | None,
+        channel: str | None,
+    ) -> AppendResult:
+        event = append.events[0]
+        args: tuple[object, ...] = (
+            append.stream_id,
+            append.expected_version,
+            event.event_type,
+            event.schema_version,
+            event.data,
+            event.metadata,
+            channel,
+        )
+        if idempotency is None:
+            row = await conn.fetchrow(self._sql_append_one, *args)
+        else:
+            row = await conn.fetchrow(
+                self._sql_append_one_keyed, *args, idempotency.key, idempotency.result_id
+            )
+        assert row is not None
+        stored, actual, commit_id, seq, _ = row
+        if stored is not None:
+            return load_result(stored)
+        if seq is None:
+            raise ConcurrencyError(append.stream_id, append.expected_version, actual)
+        return AppendResult(
+            versions={append.stream_id: actual + 1},
+            position=Position(commit_id, seq),
             result_id=idempotency.result_id if idempotency else "",
         )
 
