@@ -262,3 +262,19 @@ async def test_url_options_other_than_schema_reach_the_server(
         await store.close()
     with pytest.raises(ValueError, match="plain identifier"):
         await PostgresEventStore.open(f"{postgres_url}?schema=a-b", contract_registry())
+
+
+async def test_after_commit_notifications_wake_other_handles(open_pg: Opener) -> None:
+    reader = await open_pg(poll_interval=30.0)
+    writer = await open_pg(notify="after_commit")
+    head = await reader.head()
+    waiter = asyncio.create_task(reader.wait_for_events(head, timeout=20))
+    await asyncio.wait_for(reader._listener.connected.wait(), 5)
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    loop = asyncio.get_running_loop()
+    # Several appends at once share one NOTIFY; the first must still wake the reader.
+    await asyncio.gather(*(writer.append(_stream(), [Noted(text="n")]) for _ in range(5)))
+    appended = loop.time()
+    assert await waiter is True
+    assert loop.time() - appended < 0.5

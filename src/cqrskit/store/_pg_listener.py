@@ -126,8 +126,12 @@ class Listener:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), self._liveness_interval)
                 _log.warning("event store listener lost its connection; reconnecting")
-            except CONNECTION_ERRORS as exc:
-                _log.warning("event store listener failed (reconnecting): %s", exc)
+            except Exception as exc:
+                # Whatever went wrong, a fresh connection is the way back.
+                _log.warning("event store listener failed (reconnecting): %r", exc)
+                conn.terminate()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_retry_delay)
             finally:
                 self.connected.clear()
                 if conn.is_closed():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -41,6 +42,8 @@ from cqrskit.store.serialization import EventRegistry
 if TYPE_CHECKING:
     from cqrskit.store._pg_schema import Connection
 
+_log = logging.getLogger("cqrskit.store.postgres")
+
 __all__ = ["EventStoreConnectionLost", "NotifyMode", "PostgresEventStore"]
 
 NotifyMode = Literal["in_transaction", "after_commit"]
@@ -62,8 +65,14 @@ class EventStoreConnectionLost(EventStoreError):
 class PostgresEventStore(EventStoreBase):
     """Event store in a PostgreSQL schema. Open it with :meth:`open` or ``open_event_store``.
 
-    A handle owns an asyncpg pool and, once someone waits for events, one extra
-    connection that LISTENs for appends; :meth:`close` releases both.
+    A handle owns a pool of asyncpg connections and, once someone waits for events, one
+    extra connection that LISTENs for appends; :meth:`close` releases both.
+
+    Errors: :class:`ConcurrencyError` when a stream is not at the expected version, and
+    :class:`EventStoreConnectionLost` (an ``EventStoreError``) when the connection breaks
+    during an append, which is then committed whole or not at all. Reads and other calls
+    let asyncpg's own errors through (``OSError``, ``asyncpg.PostgresError``,
+    ``asyncpg.InterfaceError``).
     """
 
     def __init__(
@@ -355,8 +364,9 @@ class PostgresEventStore(EventStoreBase):
             try:
                 async with self._pool.acquire() as conn:
                     await conn.execute("SELECT pg_notify($1, '')", self._target.channel)
-            except CONNECTION_ERRORS:
-                # Other processes still see the events at their next poll.
+            except Exception as exc:
+                # Other processes still see the events at their next poll; try again.
+                _log.warning("event store could not send a NOTIFY (retrying): %r", exc)
                 await asyncio.sleep(self._poll_interval)
                 self._notify_wanted.set()
 
