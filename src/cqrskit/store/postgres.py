@@ -51,6 +51,7 @@ NotifyMode = Literal["in_transaction", "after_commit"]
 _ANY_RETRIES: Final = 20
 _RECHECK_FIRST: Final = 0.005
 _RECHECK_MAX: Final = 0.1
+_NOTIFY_SPACING: Final = 0.005
 
 
 class EventStoreConnectionLost(EventStoreError):
@@ -162,8 +163,8 @@ class PostgresEventStore(EventStoreBase):
         NOTIFY inside each append's transaction, so it is delivered exactly when the append
         commits; PostgreSQL then serializes the commits of notifying transactions, which
         costs throughput with many concurrent writers. ``"after_commit"`` sends one NOTIFY
-        for any number of appends just after they commit, from a background task; a crash
-        in between delays other processes' waiters until their next poll.
+        for any number of appends just after they commit (within 5 ms), from a background
+        task; a crash in between delays other processes' waiters until their next poll.
         ``poll_interval`` is how often waiters look without a notification (a fallback
         heartbeat, not the wake-up path).
         """
@@ -356,8 +357,9 @@ class PostgresEventStore(EventStoreBase):
                 self._notifier = asyncio.create_task(self._send_notifications())
 
     async def _send_notifications(self) -> None:
-        """Coalesce the NOTIFYs of appends made in ``after_commit`` mode: one at a time,
-        each covering every append that committed before it was sent."""
+        """Send the NOTIFYs of appends made in ``after_commit`` mode, coalesced: at most
+        one every ``_NOTIFY_SPACING`` seconds, each covering every append that committed
+        before it was sent (a NOTIFY costs the server about as much as a small append)."""
         while True:
             await self._notify_wanted.wait()
             self._notify_wanted.clear()
@@ -369,6 +371,7 @@ class PostgresEventStore(EventStoreBase):
                 _log.warning("event store could not send a NOTIFY (retrying): %r", exc)
                 await asyncio.sleep(self._poll_interval)
                 self._notify_wanted.set()
+            await asyncio.sleep(_NOTIFY_SPACING)
 
     # -- reading ------------------------------------------------------------------------
 
