@@ -79,11 +79,14 @@ class EventRegistry:
         cls = type(event)
         if self._classes.get(cls.event_type) is not cls:
             raise UnknownEventType(cls.event_type)
+        metadata = event.metadata
+        # What model_dump_json does with its defaults, without its Python wrapper: a
+        # third cheaper per event, which shows in appends of many events.
         return EncodedEvent(
             cls.event_type,
             cls.schema_version,
-            event.model_dump_json(exclude=_EXCLUDE_METADATA),
-            event.metadata.model_dump_json(),
+            cls.__pydantic_serializer__.to_json(event, exclude=_EXCLUDE_METADATA).decode(),
+            type(metadata).__pydantic_serializer__.to_json(metadata).decode(),
         )
 
     def decode(
