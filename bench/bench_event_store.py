@@ -92,6 +92,12 @@ class Scenario:
     def median(self, who: str) -> float:
         return statistics.median(self.results[who])
 
+    def ratio(self, raw: str) -> float:
+        """The median over rounds of store/raw: each round's pair ran interleaved, so
+        this is steadier than the ratio of the medians when the load drifts."""
+        pairs = zip(self.results["store"], self.results[raw], strict=True)
+        return statistics.median(store / other for store, other in pairs)
+
 
 class Bench:
     """The stores, the raw pool and the row data shared by every scenario."""
@@ -248,6 +254,7 @@ async def _timed(run: Callable[[int], Awaitable[None]], events: int) -> float:
 
 
 async def main(url: str, rounds: int, scale: float) -> dict[str, Any]:
+    load_before = os.getloadavg()
     bench = Bench(url)
     await bench.setup()
     read_events = int(48_000 * scale)
@@ -327,7 +334,12 @@ async def main(url: str, rounds: int, scale: float) -> dict[str, Any]:
             print(f"round {number + 1}/{rounds} done", file=sys.stderr)
     finally:
         await bench.teardown()
-    return _report(scenarios, url, rounds)
+    report = _report(scenarios, url, rounds)
+    report["machine"]["load_average_1m"] = {
+        "before": round(load_before[0], 2),
+        "after": round(os.getloadavg()[0], 2),
+    }
+    return report
 
 
 def _report(scenarios: list[Scenario], url: str, rounds: int) -> dict[str, Any]:
@@ -343,10 +355,13 @@ def _report(scenarios: list[Scenario], url: str, rounds: int) -> dict[str, Any]:
                 "store_events_per_s": round(store),
                 "raw_events_per_s": round(raw),
                 "raw": raw_name,
-                "ratio": round(store / raw, 3),
+                "ratio": round(s.ratio(raw_name), 3),
                 "goal": s.goal,
                 "other_raw_events_per_s": {
                     name: round(s.median(name)) for name in s.raws if name != raw_name
+                },
+                "other_ratios": {
+                    name: round(s.ratio(name), 3) for name in s.raws if name != raw_name
                 },
                 "rounds": {who: [round(r) for r in rates] for who, rates in s.results.items()},
             }
@@ -360,7 +375,7 @@ def _report(scenarios: list[Scenario], url: str, rounds: int) -> dict[str, Any]:
             f"{row['raw_events_per_s']:>10,} {row['ratio']:>6.2f}  {row['goal']}"
         )
         for name, rate in row["other_raw_events_per_s"].items():
-            ratio = row["store_events_per_s"] / rate
+            ratio = row["other_ratios"][name]
             print(f"{'  (against ' + name + ')':<55} {'':>11} {rate:>10,} {ratio:>6.2f}")
     return {
         "benchmark": "event_store",
@@ -369,7 +384,7 @@ def _report(scenarios: list[Scenario], url: str, rounds: int) -> dict[str, Any]:
         "server": url.rsplit("@", 1)[-1],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "rounds": rounds,
-        "statistic": "median events/s over rounds",
+        "statistic": "median events/s over rounds; ratio: median over rounds of store/raw",
         "results": rows,
     }
 
