@@ -7,13 +7,15 @@ must equal its number of events, exactly as a full replay into a fresh store com
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+import signal
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,16 @@ class Child:
 
     def kill(self) -> None:
         self.process.kill()
+
+    def process_reaper(self) -> Callable[[], None]:
+        """A finalizer that kills the process if a failed test left it running."""
+
+        def reap() -> None:
+            if self.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.process.pid, signal.SIGKILL)
+
+        return reap
 
     async def wait(self) -> int:
         code = await self.process.wait()
@@ -163,7 +175,7 @@ async def stores(backend: Backend) -> AsyncIterator[tuple[EventStore, SqlReadSto
 
 
 async def test_sigkill_during_catch_up_then_a_clean_run_equals_a_full_replay(
-    backend: Backend, stores: tuple[EventStore, SqlReadStore]
+    backend: Backend, stores: tuple[EventStore, SqlReadStore], request: pytest.FixtureRequest
 ) -> None:
     events, store = stores
     streams = [f"crash-{i}" for i in range(20)]
@@ -172,6 +184,7 @@ async def test_sigkill_during_catch_up_then_a_clean_run_equals_a_full_replay(
     checkpoints: list[Position | None] = []
     for _ in range(4):
         child = await spawn(backend.event_url, backend.read_url, "--delay", "0.01")
+        request.addfinalizer(child.process_reaper())
         before = await store.live_checkpoint("tally")
         # Kill once this run has committed something (so every kill lands mid catch-up).
         await wait_until(store, lambda cp, b=before: cp is not None and cp != b, 30, "progress")
@@ -185,6 +198,7 @@ async def test_sigkill_during_catch_up_then_a_clean_run_equals_a_full_replay(
     assert checkpoints == sorted(checkpoints, key=lambda cp: cp or START)
 
     child = await spawn(backend.event_url, backend.read_url)
+    request.addfinalizer(child.process_reaper())
     await caught_up(events, store, 60, "the final catch-up")
     child.process.terminate()
     assert await child.wait() == 0

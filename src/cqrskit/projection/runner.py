@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +66,16 @@ class _Progress:
     start_done: int = 0
     done: int = 0
     total: int = 0
+
+
+@dataclass
+class _Switch:
+    """A rebuild's way to the switch: freeze the old version, then clean it up."""
+
+    live_version: int | None
+    freeze: Callable[[], Awaitable[None]]
+    done: Callable[[], Awaitable[None]]
+    frozen: bool = False
 
 
 @dataclass
@@ -146,26 +156,29 @@ class _Worker:
         projection, store = self.projection, self.store
         await store.prepare(projection, projection.setup)
         live = await store.live_version(self.name)
-        rebuilding = live != projection.version
         side: asyncio.Task[None] | None = None
         side_stop = asyncio.Event()
         previous = self.previous
-        if rebuilding and previous is not None and previous.version == live:
+        if live != projection.version and previous is not None and previous.version == live:
             # Keep the version readers use current while the new one is built beside it.
-            side = asyncio.create_task(self._follow(previous, lease, False, side_stop))
+            side = asyncio.create_task(self._follow(previous, lease, side_stop))
         self.parked = len(await store.parked_events(self.name, projection.version))
         self.runner.metrics.parked.labels(self.name).set(self.parked)
 
-        async def switched() -> None:
+        async def freeze() -> None:
             side_stop.set()
             if side is not None:
                 with contextlib.suppress(Exception):
                     await side
-            if live is not None and live != projection.version:
+
+        async def switched() -> None:
+            await freeze()
+            if live is not None:
                 self._drop_later(live)
 
+        plan = None if live == projection.version else _Switch(live, freeze, switched)
         try:
-            await self._follow(projection, lease, rebuilding, self.stopping, switched)
+            await self._follow(projection, lease, self.stopping, plan)
         finally:
             side_stop.set()
             if side is not None:
@@ -191,24 +204,27 @@ class _Worker:
         self,
         projection: Projection[Any],
         lease: Lease,
-        rebuilding: bool,
         stop: asyncio.Event,
-        on_switch: Callable[[], Any] | None = None,
+        plan: _Switch | None = None,
     ) -> None:
+        """Catch ``projection`` up and keep it live; with ``plan``, rebuild and switch."""
         main = projection is self.projection
         event_store = self.runner.event_store
         checkpoint = await self.store.checkpoint(projection.name, projection.version)
         assert checkpoint is not None
-        progress = _Progress(time.monotonic()) if rebuilding else None
+        progress = _Progress(time.monotonic()) if plan else None
         if main:
             self.checkpoint = checkpoint
-            self.state = ProjectionState.REBUILDING if rebuilding else ProjectionState.CATCHING_UP
+            self.state = ProjectionState.REBUILDING if plan else ProjectionState.CATCHING_UP
         while not stop.is_set():
             if lease.lost.is_set():
                 raise _LeaseLost
+            # Yield once per batch: with in-memory stores nothing else would, starving
+            # every other task (other projections, queries) during a long catch-up.
+            await asyncio.sleep(0)
             events = await event_store.read_all(checkpoint, self.runner.batch_size)
             caught_up = len(events) < self.runner.batch_size
-            switch = rebuilding and caught_up
+            switch = plan is not None and caught_up
             if events or switch:
                 try:
                     checkpoint = await self._apply(projection, events, checkpoint, switch)
@@ -227,22 +243,39 @@ class _Worker:
                 if caught_up and await self._wait_for_events(checkpoint, stop, lease):
                     return
                 continue
+            if plan is not None and not switch and await self._may_switch(plan, checkpoint):
+                # Under a steady write load batches may never come back short: switch once
+                # near the head and past the (now frozen) version readers use.
+                checkpoint = await self._apply(projection, [], checkpoint, True)
+                switch = True
             self.checkpoint = checkpoint
             if progress is not None:
                 await self._report(progress, len(events), checkpoint, finished=switch)
             if switch:
-                rebuilding = False
-                progress = None
+                assert plan is not None
+                done = plan.done
+                plan, progress = None, None
                 log.info("%s v%d is live", projection.name, projection.version)
-                if on_switch is not None:
-                    await on_switch()
+                await done()
             await self._measure(events, checkpoint, caught_up)
             if caught_up:
                 self.state = ProjectionState.LIVE
                 if await self._wait_for_events(checkpoint, stop, lease):
                     return
-            elif not rebuilding:
+            elif plan is None:
                 self.state = ProjectionState.CATCHING_UP
+
+    async def _may_switch(self, plan: _Switch, checkpoint: Position) -> bool:
+        head = await self._head()
+        if head.seq - checkpoint.seq > 2 * self.runner.batch_size:
+            return False
+        if not plan.frozen:
+            await plan.freeze()
+            plan.frozen = True
+        if plan.live_version is None:
+            return True
+        live = await self.store.checkpoint(self.name, plan.live_version)
+        return live is None or checkpoint >= live
 
     async def _wait_for_events(self, after: Position, stop: asyncio.Event, lease: Lease) -> bool:
         """Wait for new events; true when asked to stop (or the lease went)."""

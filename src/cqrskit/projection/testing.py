@@ -500,7 +500,10 @@ class ProjectionContract:
         runner.add(harness.tally(), harness.store)
         async with runner:
             await self.caught_up(runner, events, "tally")
-            assert _sample(runner, "cqrskit_projection_events_processed_total") == 10.0
+            # The metrics follow the commit that woke wait_for.
+            await eventually(
+                lambda: _sample(runner, "cqrskit_projection_events_processed_total") == 10.0
+            )
             assert (_sample(runner, "cqrskit_projection_batch_seconds_count") or 0) >= 2
             assert _sample(runner, "cqrskit_projection_lag_events") == 0.0
             assert _sample(runner, "cqrskit_projection_parked_events") == 0.0

@@ -132,7 +132,10 @@ class PostgresDriver(SqlDriver):
             url,
             min_size=1,
             max_size=pool_size,
-            server_settings={"search_path": schema},
+            # A read model is derived data whose checkpoint commits with it: losing the
+            # last few commits in a server crash only means projecting them again, so
+            # there is no need to wait for the WAL flush on every batch.
+            server_settings={"search_path": schema, "synchronous_commit": "off"},
         )
         return cls(pool, url, schema)
 

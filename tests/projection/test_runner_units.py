@@ -1,0 +1,185 @@
+"""Focused runner, policy and adapter behaviour that the contract suite does not pin down."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import asyncpg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from cqrskit.projection import (
+    FailurePolicy,
+    PostgresLeases,
+    Projection,
+    ProjectionRunner,
+    ProjectionState,
+)
+from cqrskit.projection.testing import (
+    MemoryHarness,
+    Ticked,
+    append_ticks,
+    eventually,
+    tick_registry,
+)
+from cqrskit.readstore import MemoryReadStore, MemoryUnitOfWork
+from cqrskit.readstore._postgres import numbered
+from cqrskit.readstore.sql import check_name
+from cqrskit.store import START, MemoryEventStore, Position, RecordedEvent
+
+
+def test_placeholders_are_numbered_outside_quotes() -> None:
+    assert numbered("SELECT ? , '?', \"a?\" FROM t WHERE x = ? AND y = ?") == (
+        "SELECT $1 , '?', \"a?\" FROM t WHERE x = $2 AND y = $3"
+    )
+
+
+def test_failure_policy_backs_off_exponentially_up_to_a_cap() -> None:
+    policy = FailurePolicy(retries=5, backoff=0.1, max_backoff=0.5)
+    assert [policy.delay(n) for n in range(5)] == [0.1, 0.2, 0.4, 0.5, 0.5]
+    with pytest.raises(ValueError, match="stop"):
+        FailurePolicy(then="skip")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="negative"):
+        FailurePolicy(retries=-1)
+
+
+def test_projection_declarations_are_checked() -> None:
+    class Nameless(Projection[MemoryUnitOfWork]):
+        handles = (Ticked,)
+
+        async def handle(self, events: Sequence[RecordedEvent], uow: MemoryUnitOfWork) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="needs a name"):
+        Nameless()
+    with pytest.raises(ValueError, match="version"):
+        Nameless(name="x", version=0)
+    assert repr(Nameless(name="x", version=3)) == "<Nameless x v3>"
+    with pytest.raises(ValueError, match="must match"):
+        check_name("projection", "Drop Table")
+
+
+class _Slow(Projection[MemoryUnitOfWork]):
+    name = "slow"
+    handles = (Ticked,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def handle(self, events: Sequence[RecordedEvent], uow: MemoryUnitOfWork) -> None:
+        for event in events:
+            uow.increment("counts", event.stream_id, "n")
+        self.entered.set()
+        await self.release.wait()
+
+
+async def test_stop_lets_the_batch_in_flight_finish() -> None:
+    events = MemoryEventStore(tick_registry())
+    await append_ticks(events, ["a"], 10)
+    store = MemoryReadStore()
+    projection = _Slow()
+    runner = ProjectionRunner(events, registry=CollectorRegistry(), batch_size=4)
+    runner.add(projection, store)
+    await runner.start()
+    await projection.entered.wait()
+    stopping = asyncio.create_task(runner.stop(timeout=5))
+    await asyncio.sleep(0.05)
+    assert not stopping.done()
+    projection.release.set()
+    await stopping
+    # The batch in flight committed whole, and no further batch started.
+    assert store.rows("slow", "counts") == {"a": {"n": 4}}
+    assert await store.live_checkpoint("slow") == Position(0, 4)
+
+
+async def test_stop_timeout_rolls_the_batch_in_flight_back_whole() -> None:
+    events = MemoryEventStore(tick_registry())
+    await append_ticks(events, ["a"], 10)
+    store = MemoryReadStore()
+    projection = _Slow()
+    runner = ProjectionRunner(events, registry=CollectorRegistry(), batch_size=4)
+    runner.add(projection, store)
+    await runner.start()
+    await projection.entered.wait()
+    await runner.stop(timeout=0.05)
+    assert store.rows("slow", "counts") == {}
+    assert await store.live_checkpoint("slow") == START
+    assert runner.status("slow").state is ProjectionState.STOPPED
+
+
+class _BusyStore(MemoryEventStore):
+    """Every read first appends a full batch: reads never come back short."""
+
+    busy = True
+
+    async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
+        if self.busy:
+            await self.append("busy", [Ticked() for _ in range(limit)])
+        return await super().read_all(after, limit)
+
+
+async def test_rebuild_switches_under_a_load_that_keeps_batches_full() -> None:
+    events = _BusyStore(tick_registry())
+    events.busy = False
+    await append_ticks(events, ["a", "b"], 20)
+    harness = MemoryHarness(MemoryReadStore())
+    first = ProjectionRunner(events, registry=CollectorRegistry(), batch_size=5)
+    first.add(harness.tally(version=1), harness.store)
+    async with first:
+        assert (await first.wait_for("tally", await events.head(), timeout=5)).reached
+    events.busy = True
+    runner = ProjectionRunner(events, registry=CollectorRegistry(), batch_size=5, drop_delay=0)
+    runner.add(harness.tally(version=2), harness.store, previous=harness.tally(version=1))
+    async with runner:
+        after_switch = (ProjectionState.CATCHING_UP, ProjectionState.LIVE)
+        await eventually(lambda: runner.status("tally").state in after_switch)
+        assert await harness.store.live_version("tally") == 2
+        events.busy = False
+        assert (await runner.wait_for("tally", await events.head(), timeout=5)).reached
+        counts = await harness.counts()
+    assert counts["a"] == counts["b"] == 20
+    assert counts["busy"] == len(await events.read_stream("busy"))
+
+
+async def test_progress_iterator_ends_when_no_rebuild_runs() -> None:
+    events = MemoryEventStore(tick_registry())
+    harness = MemoryHarness(MemoryReadStore())
+    runner = ProjectionRunner(events, registry=CollectorRegistry())
+    runner.add(harness.tally(), harness.store)
+    async with runner:
+        await eventually(lambda: runner.status("tally").state is ProjectionState.LIVE)
+        assert [p async for p in runner.progress("tally")] == []
+        with pytest.raises(LookupError):
+            runner.status("nope")
+        with pytest.raises(ValueError, match="already added"):
+            runner.add(harness.tally(), harness.store)
+
+
+@pytest.mark.postgres
+async def test_postgres_lease_is_exclusive_and_noticed_when_lost(postgres_url: str) -> None:
+    leases = PostgresLeases(postgres_url, check_interval=0.05)
+    first = await leases.try_acquire("lease-test")
+    assert first is not None
+    try:
+        assert await leases.try_acquire("lease-test") is None
+        other = await leases.try_acquire("another-projection")
+        assert other is not None
+        await other.release()
+        # An administrator (or a network fault) ends the session holding the lock.
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await conn.close()
+        await asyncio.wait_for(first.lost.wait(), 5)
+        second = await leases.try_acquire("lease-test")
+        assert second is not None
+        await second.release()
+    finally:
+        await first.release()
