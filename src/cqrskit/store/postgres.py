@@ -217,19 +217,23 @@ class PostgresEventStore(EventStoreBase):
         """
         for _attempt in range(_ANY_RETRIES):
             try:
+                # Failing to connect is not this error: nothing was sent yet.
                 async with self._pool.acquire() as conn:
-                    result = await self._append_on(conn, appends, stream_order, idempotency)
+                    try:
+                        result = await self._append_on(conn, appends, stream_order, idempotency)
+                    except CONNECTION_ERRORS as exc:
+                        conn.terminate()
+                        raise EventStoreConnectionLost(
+                            "connection to PostgreSQL lost during an append; it was committed "
+                            "whole or not at all (repeat it with the same idempotency key to "
+                            "be sure)"
+                        ) from exc
             except asyncpg.UniqueViolationError:
                 # The statement failed, so its transaction rolled back: nothing was written.
                 settled = await self._settle_conflict(appends, idempotency)
                 if settled is not None:
                     return settled
                 continue
-            except CONNECTION_ERRORS as exc:
-                raise EventStoreConnectionLost(
-                    "connection to PostgreSQL lost during an append; it was committed whole "
-                    "or not at all (repeat it with the same idempotency key to be sure)"
-                ) from exc
             if not result.replayed and any(a.events for a in appends):
                 self._after_commit()
             return result
