@@ -7,9 +7,12 @@ the oldest one still running (``pg_snapshot_xmin(pg_current_snapshot())``), orde
 becomes readable later always sorts after everything a reader has already seen, so a
 checkpoint never skips one, and writers never queue behind a global lock.
 
-An append is one call of the ``append_events`` SQL function (one round trip): it reads
-the idempotency key and every stream's version before its first write, then inserts all
-rows (sorted by stream) and NOTIFYs listeners in the same transaction.
+An append is one round trip: a plain statement for the common single event to a single
+stream, a call of the migrated ``append_events`` function for everything else. Either reads
+the idempotency key and every stream's version before its first write (so a later version
+of a stream always has a larger transaction id), then inserts the rows in stream order and,
+by default, NOTIFYs listeners in the same transaction. Races end in a unique violation,
+turned into :class:`ConcurrencyError` (with the version re-read) or an idempotent replay.
 """
 
 from __future__ import annotations
@@ -238,7 +241,7 @@ class PostgresEventStore(EventStoreBase):
                 self._after_commit()
             return result
         # Only appends with expected version ANY retry; a stream this hot is an outlier.
-        stream = next(a for a in appends if a.expected_version == ANY)
+        stream = next((a for a in appends if a.expected_version == ANY), appends[0])
         raise ConcurrencyError(stream.stream_id, ANY, await self.stream_version(stream.stream_id))
 
     async def _append_on(
