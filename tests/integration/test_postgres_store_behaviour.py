@@ -262,6 +262,25 @@ async def test_url_options_other_than_schema_reach_the_server(
         await store.close()
     with pytest.raises(ValueError, match="plain identifier"):
         await PostgresEventStore.open(f"{postgres_url}?schema=a-b", contract_registry())
+    # The store's own options may come in the URL too; keyword arguments win.
+    tuned = await PostgresEventStore.open(
+        f"{_url(postgres_url, pg_schema)}&notify=after_commit&max_connections=3",
+        contract_registry(),
+    )
+    try:
+        assert (tuned._notify, tuned._pool._max_size) == ("after_commit", 3)
+        await tuned.append(_stream(), [Noted(text="via url options")])
+    finally:
+        await tuned.close()
+    overridden = await PostgresEventStore.open(
+        f"{_url(postgres_url, pg_schema)}&notify=after_commit",
+        contract_registry(),
+        notify="in_transaction",
+    )
+    await overridden.close()
+    assert overridden._notify == "in_transaction"
+    with pytest.raises(ValueError, match="notify must be"):
+        await PostgresEventStore.open(f"{postgres_url}?notify=sometimes", contract_registry())
 
 
 async def test_after_commit_notifications_wake_other_handles(open_pg: Opener) -> None:

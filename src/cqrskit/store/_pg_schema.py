@@ -40,22 +40,32 @@ class PgTarget:
         return f"cqrskit_events.{self.schema}"
 
 
-def parse_url(url: str) -> PgTarget:
-    """Split ``?schema=name`` off a ``postgresql://`` URL; the rest goes to asyncpg as is."""
+STORE_OPTIONS: Final = ("schema", "notify", "max_connections")
+"""URL query options the store reads itself; every other one goes to asyncpg."""
+
+
+def parse_url(url: str) -> tuple[PgTarget, dict[str, str]]:
+    """Split the store's own options (:data:`STORE_OPTIONS`) off a ``postgresql://`` URL.
+
+    Returns the target (the DSN for asyncpg, the schema) and the other store options.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql"):
         raise ValueError(f"not a PostgreSQL URL (postgresql://user@host/db): {url!r}")
     query = parse_qsl(parts.query, keep_blank_values=True)
-    schemas = [value for key, value in query if key == "schema"]
-    if len(schemas) > 1:
-        raise ValueError(f"the schema option appears more than once: {url!r}")
-    schema = schemas[0] if schemas else DEFAULT_SCHEMA
+    options: dict[str, str] = {}
+    for key, value in query:
+        if key in STORE_OPTIONS:
+            if key in options:
+                raise ValueError(f"the {key} option appears more than once: {url!r}")
+            options[key] = value
+    schema = options.pop("schema", DEFAULT_SCHEMA)
     if not _SCHEMA_NAME.fullmatch(schema):
         raise ValueError(
             f"schema must be a plain identifier (letters, digits, _; at most 63): {schema!r}"
         )
-    rest = urlencode([(key, value) for key, value in query if key != "schema"])
-    return PgTarget(urlunsplit(parts._replace(query=rest)), schema)
+    rest = urlencode([(key, value) for key, value in query if key not in STORE_OPTIONS])
+    return PgTarget(urlunsplit(parts._replace(query=rest)), schema), options
 
 
 def _migrations(s: str) -> tuple[str, ...]:

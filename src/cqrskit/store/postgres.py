@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import asyncpg
 import orjson
@@ -153,32 +153,42 @@ class PostgresEventStore(EventStoreBase):
         registry: EventRegistry,
         *,
         min_connections: int = 1,
-        max_connections: int = 10,
-        notify: NotifyMode = "in_transaction",
+        max_connections: int | None = None,
+        notify: NotifyMode | None = None,
         poll_interval: float = 1.0,
         connect_options: dict[str, Any] | None = None,
     ) -> PostgresEventStore:
         """Open (creating and migrating the schema as needed) the store at ``url``.
 
-        ``url`` is ``postgresql://user:password@host:port/db?schema=name``; ``schema``
-        (default ``cqrskit``) is removed and every other option goes to asyncpg.
-        ``max_connections`` bounds the pool. ``notify="in_transaction"`` sends the wake-up
-        NOTIFY inside each append's transaction, so it is delivered exactly when the append
-        commits; PostgreSQL then serializes the commits of notifying transactions, which
-        costs throughput with many concurrent writers. ``"after_commit"`` sends one NOTIFY
+        ``url`` is ``postgresql://user:password@host:port/db?schema=name``. The store takes
+        its own query options out of it and hands every other one to asyncpg: ``schema``
+        (default ``cqrskit``), and ``notify`` and ``max_connections`` as defaults for the
+        keyword arguments of the same names (so deployments can set them in the URL).
+
+        ``max_connections`` bounds the pool (default 10). ``notify="in_transaction"`` (the
+        default) sends the wake-up NOTIFY inside each append's transaction, so it is
+        delivered exactly when the append commits; PostgreSQL then serializes the commits of
+        notifying transactions, which costs throughput with many concurrent writers (see
+        docs/benchmarks/event-store.md). ``"after_commit"`` sends one NOTIFY
         for any number of appends just after they commit (within 5 ms), from a background
         task; a crash in between delays other processes' waiters until their next poll.
         ``poll_interval`` is how often waiters look without a notification (a fallback
         heartbeat, not the wake-up path).
         """
-        if notify not in ("in_transaction", "after_commit"):
-            raise ValueError(f"notify must be 'in_transaction' or 'after_commit': {notify!r}")
+        target, url_options = parse_url(url)
+        chosen = notify if notify is not None else url_options.get("notify", "in_transaction")
+        if chosen not in ("in_transaction", "after_commit"):
+            raise ValueError(f"notify must be 'in_transaction' or 'after_commit': {chosen!r}")
+        if max_connections is None:
+            try:
+                max_connections = int(url_options.get("max_connections", "10"))
+            except ValueError:
+                raise ValueError(f"max_connections must be an integer: {url!r}") from None
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
-        target = parse_url(url)
         options: dict[str, Any] = dict(connect_options or {})
-        if not 0 <= min_connections <= max_connections:
-            raise ValueError("need 0 <= min_connections <= max_connections")
+        if not 0 <= min_connections <= max_connections or max_connections < 1:
+            raise ValueError("need 0 <= min_connections <= max_connections, 1 <= max_connections")
 
         def connect() -> Awaitable[asyncpg.Connection[asyncpg.Record]]:
             return asyncpg.connect(target.dsn, **options)
@@ -195,7 +205,7 @@ class PostgresEventStore(EventStoreBase):
             registry,
             pool,
             target,
-            notify=notify,
+            notify=cast(NotifyMode, chosen),
             poll_interval=poll_interval,
             connect_options=options,
         )
