@@ -268,7 +268,7 @@ async def test_url_options_other_than_schema_reach_the_server(
         contract_registry(),
     )
     try:
-        assert (tuned._notify, tuned._pool._max_size) == ("after_commit", 3)
+        assert (tuned._notify, tuned._pool.get_max_size()) == ("after_commit", 3)
         await tuned.append(_stream(), [Noted(text="via url options")])
     finally:
         await tuned.close()
@@ -283,16 +283,17 @@ async def test_url_options_other_than_schema_reach_the_server(
         await PostgresEventStore.open(f"{postgres_url}?notify=sometimes", contract_registry())
 
 
-async def test_after_commit_notifications_wake_other_handles(open_pg: Opener) -> None:
+@pytest.mark.parametrize("notify", ["after_commit", "in_transaction"])
+async def test_notifications_wake_other_handles(open_pg: Opener, notify: str) -> None:
     reader = await open_pg(poll_interval=30.0)
-    writer = await open_pg(notify="after_commit")
+    writer = await open_pg(notify=notify)
     head = await reader.head()
     waiter = asyncio.create_task(reader.wait_for_events(head, timeout=20))
     await asyncio.wait_for(reader._listener.connected.wait(), 5)
     await asyncio.sleep(0.05)
     assert not waiter.done()
     loop = asyncio.get_running_loop()
-    # Several appends at once share one NOTIFY; the first must still wake the reader.
+    # after_commit: several appends at once share one NOTIFY; the reader must still wake.
     await asyncio.gather(*(writer.append(_stream(), [Noted(text="n")]) for _ in range(5)))
     appended = loop.time()
     assert await waiter is True
