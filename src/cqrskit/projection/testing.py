@@ -491,6 +491,20 @@ class ProjectionContract:
         with pytest.raises(ConsistencyTimeout):
             result.raise_if_timed_out()
 
+    async def test_wait_for_issued_before_the_projection_exists(
+        self, harness: ReadModelHarness[Any], events: EventStore
+    ) -> None:
+        # No events: only preparing the projection can wake the waiter.
+        runner = self.runner(events)
+        runner.add(harness.tally(), harness.store)
+        waiting = asyncio.create_task(runner.wait_for("tally", START, timeout=10))
+        await asyncio.sleep(0.05)
+        async with runner:
+            result = await waiting
+        assert result.reached, result
+        # Woken by the commit that created the checkpoint, not by the timeout running out.
+        assert result.elapsed < 5, result
+
     async def test_metrics_in_the_runners_registry(
         self, harness: ReadModelHarness[Any], events: EventStore
     ) -> None:

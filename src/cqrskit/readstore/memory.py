@@ -107,6 +107,7 @@ class MemoryReadStore:
         uow._apply()
         self._versions[key] = state
         self._live.setdefault(projection.name, projection.version)
+        self._signal.notify()
         return True
 
     def _state(self, projection: str, version: int) -> _Version:

@@ -118,10 +118,12 @@ class RedisReadStore:
             await setup(RedisUnitOfWork(pipe, self.client, self.version_prefix(name, version)))
             pipe.set(key, "0:0")
             pipe.hsetnx(self._live_key, name, str(version))
+            pipe.publish(self._channel, name)
             try:
                 await pipe.execute()
             except WatchError:
                 return False  # prepared by a concurrent runner
+        self._signal.notify()
         return True
 
     @asynccontextmanager

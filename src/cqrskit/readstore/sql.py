@@ -282,7 +282,15 @@ class SqlReadStore:
                     [(projection.name, projection.version)],
                 )
             )
+            if self._driver.notify_channel is not None:
+                statements.append(
+                    Statement(
+                        "SELECT pg_notify(?, ?)", [(self._driver.notify_channel, projection.name)]
+                    )
+                )
             await tx.commit([s for s in statements if s.rows])
+        # A waiter may be waiting for the checkpoint row that now exists.
+        self._signal.notify()
         return True
 
     async def _tables_of(self, projection: str, version: int) -> dict[str, str]:
