@@ -183,3 +183,29 @@ async def test_postgres_lease_is_exclusive_and_noticed_when_lost(postgres_url: s
         await second.release()
     finally:
         await first.release()
+
+
+class _FlakyStore(MemoryEventStore):
+    """The first reads fail, as when the event store's server restarts."""
+
+    failures = 2
+
+    async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("event store unavailable")
+        return await super().read_all(after, limit)
+
+
+async def test_store_errors_outside_handling_restart_from_the_checkpoint() -> None:
+    events = _FlakyStore(tick_registry())
+    await append_ticks(events, ["a", "b"], 5)
+    harness = MemoryHarness(MemoryReadStore())
+    runner = ProjectionRunner(events, registry=CollectorRegistry(), error_pause=0.01)
+    runner.add(harness.tally(), harness.store)
+    async with runner:
+        assert (await runner.wait_for("tally", await events.head(), timeout=5)).reached
+        status = runner.status("tally")
+    assert events.failures == 0
+    assert status.last_error == "ConnectionError: event store unavailable"
+    assert await harness.counts() == {"a": 5, "b": 5}

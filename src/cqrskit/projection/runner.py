@@ -158,12 +158,22 @@ class _Worker:
                 lease = await self._acquire()
                 if lease is None:
                     break
+                failed = False
                 try:
                     await self._active(lease)
                 except _LeaseLost:
                     log.warning("%s: lease lost; standing by", self.name)
+                except Exception as exc:
+                    # The event store or read store failed outside any event's handling
+                    # (connection lost, server restarting). Nothing was skipped: the
+                    # checkpoint did not move. Start over from it after a pause.
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.exception("%s: runner error; restarting from the checkpoint", self.name)
+                    failed = True
                 finally:
                     await asyncio.shield(lease.release())
+                if failed and await self._sleep(self.runner.error_pause):
+                    break
         finally:
             self.state = ProjectionState.STOPPED
             for task in list(self._drops):
@@ -527,6 +537,8 @@ class ProjectionRunner:
     - ``lease_retry``: how often a standby tries to take over;
     - ``drop_delay``: grace before a rebuilt projection's old version is dropped, so
       readers that resolved its tables just before the switch can finish;
+    - ``error_pause``: wait before starting over after the event store or read store
+      failed outside any event's handling (the checkpoint did not move);
     - ``on_progress``: called with every :class:`RebuildProgress` (e.g. a CLI progress bar).
     """
 
@@ -541,6 +553,7 @@ class ProjectionRunner:
         idle_wait: float = 5.0,
         lease_retry: float = 0.5,
         drop_delay: float = 2.0,
+        error_pause: float = 1.0,
         on_progress: ProgressCallback | None = None,
     ) -> None:
         if batch_size < 1:
@@ -552,6 +565,7 @@ class ProjectionRunner:
         self.idle_wait = idle_wait
         self.lease_retry = lease_retry
         self.drop_delay = drop_delay
+        self.error_pause = error_pause
         self.on_progress = on_progress
         self._workers: dict[str, _Worker] = {}
 
