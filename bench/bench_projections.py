@@ -1,0 +1,493 @@
+"""Projection benchmark: rebuild throughput and peak memory, append-to-visible latency.
+
+    .venv/bin/python bench/bench_projections.py [--events 1000000] [--small 100000]
+        [--postgres-url postgresql://postgres@127.0.0.1:5432/test] [--latency-seconds 10]
+
+1. **Rebuild**: an order-summary projection (an ``orders`` table upserted per order stream
+   and a ``customers`` counter table) is built from scratch, from ``--small`` and from
+   ``--events`` stored events, into SQLite (events in SQLite) and into PostgreSQL (events
+   in PostgreSQL). Each rebuild runs in a fresh process, so its peak RSS is its own.
+2. **Append-to-visible**: with the runner live, a writer appends one event every 10 ms; the
+   time from the start of each append until ``wait_for`` on its token returns gives the
+   p50/p99. On PostgreSQL the waiter uses a second read-store handle, so it is woken by
+   LISTEN/NOTIFY exactly as another API process would be.
+
+Events are bulk-loaded (SQLite: ``executemany`` into the event table; PostgreSQL: ``COPY``)
+once and reused by later runs. Results go to ``bench/results/projections.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+from prometheus_client import CollectorRegistry
+
+from cqrskit.consistency import wait_for
+from cqrskit.messages import DomainEvent
+from cqrskit.projection import Projection, ProjectionRunner
+from cqrskit.readstore import SqlReadStore, SqlUnitOfWork, open_read_store
+from cqrskit.store import EventRegistry, RecordedEvent, open_event_store
+
+RESULTS = Path(__file__).parent / "results" / "projections.json"
+DATA = Path(os.environ.get("CQRSKIT_BENCH_DATA", "/tmp/cqrskit-bench"))
+EVENTS_PER_ORDER = 10  # placed, 8 lines, shipped
+CUSTOMERS = 5000
+BATCH = 1000
+
+
+class OrderPlaced(DomainEvent):
+    event_type = "bench.OrderPlaced"
+    customer: str
+
+
+class OrderLineAdded(DomainEvent):
+    event_type = "bench.OrderLineAdded"
+    sku: str
+    quantity: int
+    price_cents: int
+
+
+class OrderShipped(DomainEvent):
+    event_type = "bench.OrderShipped"
+    customer: str
+    total_cents: int
+
+
+REGISTRY = EventRegistry([OrderPlaced, OrderLineAdded, OrderShipped])
+
+
+class OrderSummary(Projection[SqlUnitOfWork]):
+    """One row per order, one counter row per customer; the same SQL on both databases.
+
+    Each batch is folded in memory first (an order's ten events become one UPSERT), then
+    written with one ``executemany`` per table. The ``version`` guard makes the order rows
+    idempotent; the customer counters rely on the checkpoint committing with them.
+    """
+
+    name = "order_summary"
+    handles = (OrderPlaced, OrderLineAdded, OrderShipped)
+    tables = ("orders", "customers")
+
+    async def setup(self, uow: SqlUnitOfWork) -> None:
+        await uow.execute(
+            "CREATE TABLE {orders} (order_id TEXT PRIMARY KEY, customer TEXT, status TEXT, "
+            "lines BIGINT NOT NULL, total_cents BIGINT NOT NULL, version BIGINT NOT NULL)"
+        )
+        await uow.execute(
+            "CREATE TABLE {customers} (customer TEXT PRIMARY KEY, orders BIGINT NOT NULL, "
+            "revenue_cents BIGINT NOT NULL)"
+        )
+
+    async def handle(self, events: Sequence[RecordedEvent], uow: SqlUnitOfWork) -> None:
+        orders: dict[str, list[Any]] = {}
+        customers: dict[str, list[int]] = {}
+        for recorded in events:
+            row = orders.get(recorded.stream_id)
+            if row is None:
+                row = orders[recorded.stream_id] = [recorded.stream_id, None, None, 0, 0, 0]
+            row[5] = recorded.version
+            match recorded.event:
+                case OrderPlaced(customer=customer):
+                    row[1], row[2] = customer, "placed"
+                    customers.setdefault(customer, [0, 0])[0] += 1
+                case OrderLineAdded(quantity=quantity, price_cents=price):
+                    row[3] += 1
+                    row[4] += quantity * price
+                case OrderShipped(customer=customer, total_cents=total):
+                    row[2] = "shipped"
+                    customers.setdefault(customer, [0, 0])[1] += total
+        await uow.executemany(
+            "INSERT INTO {orders} (order_id, customer, status, lines, total_cents, version) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET "
+            "customer = COALESCE(excluded.customer, {orders}.customer), "
+            "status = COALESCE(excluded.status, {orders}.status), "
+            "lines = {orders}.lines + excluded.lines, "
+            "total_cents = {orders}.total_cents + excluded.total_cents, "
+            "version = excluded.version WHERE {orders}.version < excluded.version",
+            orders.values(),
+        )
+        await uow.executemany(
+            "INSERT INTO {customers} (customer, orders, revenue_cents) VALUES (?, ?, ?) "
+            "ON CONFLICT (customer) DO UPDATE SET orders = {customers}.orders + excluded.orders, "
+            "revenue_cents = {customers}.revenue_cents + excluded.revenue_cents",
+            [(c, n, revenue) for c, (n, revenue) in customers.items()],
+        )
+
+
+# -- bulk loading ------------------------------------------------------------------------
+
+
+def _rows(count: int, offset: int = 0) -> list[tuple[str, int, str, str, str]]:
+    """Encoded events of whole orders: (stream, version, type, data, metadata)."""
+    now = datetime.now(UTC).isoformat()
+    rows = []
+    for n in range(offset, offset + count):
+        order, step = divmod(n, EVENTS_PER_ORDER)
+        stream = f"order-{order}"
+        customer = f"customer-{order % CUSTOMERS}"
+        if step == 0:
+            event_type, data = OrderPlaced.event_type, {"customer": customer}
+        elif step == EVENTS_PER_ORDER - 1:
+            total = sum((1 + (order + i) % 3) * (100 + i) for i in range(1, EVENTS_PER_ORDER - 1))
+            event_type = OrderShipped.event_type
+            data = {"customer": customer, "total_cents": total}
+        else:
+            event_type = OrderLineAdded.event_type
+            data = {
+                "sku": f"SKU-{step}",
+                "quantity": 1 + (order + step) % 3,
+                "price_cents": 100 + step,
+            }
+        message_id = str(uuid.uuid4())
+        metadata = {
+            "message_id": message_id,
+            "timestamp": now,
+            "correlation_id": message_id,
+            "causation_id": None,
+            "user_id": None,
+        }
+        rows.append(
+            (
+                stream,
+                step + 1,
+                event_type,
+                orjson.dumps(data).decode(),
+                orjson.dumps(metadata).decode(),
+            )
+        )
+    return rows
+
+
+async def sqlite_events(count: int) -> str:
+    """A SQLite event store holding ``count`` events (made once, then reused)."""
+    path = DATA / f"events-{count}.db"
+    url = f"sqlite:///{path}"
+    if path.exists():
+        with sqlite3.connect(path) as db:
+            if db.execute("SELECT count(*) FROM events").fetchone()[0] == count:
+                return url
+        path.unlink()
+    DATA.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+    store = await open_event_store(url, REGISTRY)  # creates the schema
+    await store.close()
+    now = datetime.now(UTC).isoformat()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=OFF")
+    for offset in range(0, count, 100_000):
+        rows = _rows(min(100_000, count - offset), offset)
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO events (stream_id, version, event_type, schema_version, data, "
+            "metadata, recorded_at) VALUES (?, ?, ?, 1, ?, ?, ?)",
+            [(*row, now) for row in rows],
+        )
+        db.execute("COMMIT")
+    db.close()
+    return url
+
+
+async def postgres_events(base_url: str, count: int) -> str:
+    """A PostgreSQL event store (schema ``bench_proj_<count>``) holding ``count`` events."""
+    schema = f"bench_proj_{count}"
+    url = f"{base_url}?schema={schema}"
+    conn = await asyncpg.connect(base_url)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass($1)", f"{schema}.events")
+        if exists and await conn.fetchval(f'SELECT count(*) FROM "{schema}".events') == count:
+            return url
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+    store = await open_event_store(url, REGISTRY)
+    await store.close()
+    conn = await asyncpg.connect(base_url)
+    try:
+        for offset in range(0, count, 100_000):
+            rows = _rows(min(100_000, count - offset), offset)
+            await conn.copy_records_to_table(
+                "events",
+                schema_name=schema,
+                columns=[
+                    "stream_id",
+                    "version",
+                    "event_type",
+                    "schema_version",
+                    "data",
+                    "metadata",
+                ],
+                records=[(s, v, t, 1, d, m) for s, v, t, d, m in rows],
+            )
+        await conn.execute(f'ANALYZE "{schema}".events')
+    finally:
+        await conn.close()
+    return url
+
+
+# -- rebuild, in a child process ----------------------------------------------------------
+
+
+async def rebuild(event_url: str, read_url: str) -> dict[str, Any]:
+    """Build the projection from scratch; runs in its own process for an honest peak RSS."""
+    events = await open_event_store(event_url, REGISTRY)
+    store: SqlReadStore = await open_read_store(read_url)
+    total = 0
+    runner = ProjectionRunner(events, registry=CollectorRegistry(), batch_size=BATCH)
+    runner.add(OrderSummary(), store)
+    head = await events.head()
+    started = time.perf_counter()
+    async with runner:
+        result = await wait_for(store, "order_summary", head, timeout=3600)
+    seconds = time.perf_counter() - started
+    assert result.reached, result
+    total = runner.metrics.registry.get_sample_value(
+        "cqrskit_projection_events_processed_total", {"projection": "order_summary"}
+    )
+    check = await store.fetchone(
+        "order_summary", "SELECT count(*) AS orders, sum(lines) AS lines FROM {orders}"
+    )
+    await store.close()
+    await events.close()
+    return {
+        "events": int(total or 0),
+        "seconds": round(seconds, 3),
+        "events_per_second": round((total or 0) / seconds),
+        "peak_rss_mb": peak_rss_mb(),
+        "orders": int(check["orders"]) if check else 0,
+        "lines": int(check["lines"]) if check else 0,
+    }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Not ``ru_maxrss``: Linux carries that across ``exec`` from
+    the parent, so a child would report the bulk loader's peak instead of its own."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def run_child(event_url: str, read_url: str) -> dict[str, Any]:
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", event_url, read_url],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")},
+    ).stdout
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
+async def fresh_schema(base_url: str) -> tuple[str, str]:
+    schema = f"bench_read_{uuid.uuid4().hex[:8]}"
+    return schema, f"{base_url}?schema={schema}"
+
+
+async def drop_schema(base_url: str, schema: str) -> None:
+    conn = await asyncpg.connect(base_url)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+# -- append-to-visible latency ----------------------------------------------------------
+
+
+async def latency(event_url: str, read_url: str, seconds: float, interval: float) -> dict[str, Any]:
+    events = await open_event_store(event_url, REGISTRY)
+    store: SqlReadStore = await open_read_store(read_url)
+    waiter: SqlReadStore = (
+        await open_read_store(read_url)
+        if "postgres" in read_url and not os.environ.get("SAME")
+        else store
+    )
+    runner = ProjectionRunner(events, registry=CollectorRegistry(), batch_size=BATCH)
+    runner.add(OrderSummary(), store)
+    samples: list[float] = []
+    pending: set[asyncio.Task[None]] = set()
+
+    async def measure(started: float, token: str) -> None:
+        result = await wait_for(waiter, "order_summary", token, timeout=10)
+        assert result.reached, result
+        samples.append(time.perf_counter() - started)
+
+    async with runner:
+        assert (await wait_for(store, "order_summary", await events.head(), 3600)).reached
+        run = uuid.uuid4().hex[:8]
+        deadline = time.perf_counter() + seconds
+        n = 0
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            stream = f"latency-{run}-{n // EVENTS_PER_ORDER}"
+            event = (
+                OrderPlaced(customer="customer-1")
+                if n % EVENTS_PER_ORDER == 0
+                else OrderLineAdded(sku="SKU-1", quantity=1, price_cents=100)
+            )
+            token = str((await events.append(stream, [event])).position)
+            task = asyncio.create_task(measure(started, token))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            n += 1
+            await asyncio.sleep(max(0.0, interval - (time.perf_counter() - started)))
+        await asyncio.gather(*pending)
+    if waiter is not store:
+        await waiter.close()
+    await store.close()
+    await events.close()
+    ordered = sorted(samples)
+    return {
+        "appends": len(samples),
+        "rate_per_second": round(len(samples) / seconds),
+        "p50_ms": round(statistics.median(ordered) * 1000, 2),
+        "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+    }
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {"rebuild": {}, "latency": {}}
+    sizes = [args.small, args.events]
+    for count in sizes:
+        print(f"loading {count:,} events into SQLite ...", flush=True)
+        event_url = await sqlite_events(count)
+        read_path = DATA / f"read-{uuid.uuid4().hex[:8]}.db"
+        try:
+            outcome = run_child(event_url, f"sqlite:///{read_path}")
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{read_path}{suffix}").unlink(missing_ok=True)  # noqa: ASYNC240
+        results["rebuild"][f"sqlite/{count}"] = outcome
+        print(f"  sqlite rebuild {count:,}: {outcome}", flush=True)
+        if args.postgres_url:
+            print(f"loading {count:,} events into PostgreSQL ...", flush=True)
+            event_url = await postgres_events(args.postgres_url, count)
+            schema, read_url = await fresh_schema(args.postgres_url)
+            try:
+                outcome = run_child(event_url, read_url)
+            finally:
+                await drop_schema(args.postgres_url, schema)
+            results["rebuild"][f"postgresql/{count}"] = outcome
+            print(f"  postgresql rebuild {count:,}: {outcome}", flush=True)
+
+    latency_dir = DATA / f"latency-{uuid.uuid4().hex[:8]}"
+    latency_dir.mkdir(parents=True)
+    outcome = await latency(
+        f"sqlite:///{latency_dir}/events.db",
+        f"sqlite:///{latency_dir}/read.db",
+        args.latency_seconds,
+        args.interval,
+    )
+    results["latency"]["sqlite"] = outcome
+    print(f"  sqlite append-to-visible: {outcome}", flush=True)
+    if args.postgres_url:
+        schema = f"bench_latency_{uuid.uuid4().hex[:8]}"
+        url = f"{args.postgres_url}?schema={schema}"
+        try:
+            outcome = await latency(url, url, args.latency_seconds, args.interval)
+        finally:
+            await drop_schema(args.postgres_url, schema)
+        results["latency"]["postgresql"] = outcome
+        print(f"  postgresql append-to-visible: {outcome}", flush=True)
+    return results
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    rebuild = results["rebuild"]
+    rates = [r["events_per_second"] for k, r in rebuild.items() if k.endswith(f"/{args.events}")]
+    flat = all(
+        rebuild[f"{db}/{args.events}"]["peak_rss_mb"]
+        <= 1.25 * rebuild[f"{db}/{args.small}"]["peak_rss_mb"]
+        for db in ("sqlite", "postgresql")
+        if f"{db}/{args.events}" in rebuild
+    )
+    goals = {
+        "rebuild >= 50k events/s": bool(rates) and min(rates) >= 50_000,
+        f"peak RSS flat ({args.small:,} vs {args.events:,} events, within 25%)": flat,
+        "append-to-visible p99 <= 20 ms": all(
+            r["p99_ms"] <= 20 for r in results["latency"].values()
+        ),
+    }
+    print()
+    print(f"{'rebuild':<22}{'events':>10}{'seconds':>10}{'events/s':>11}{'peak RSS MB':>13}")
+    for key, r in rebuild.items():
+        print(
+            f"{key:<22}{r['events']:>10,}{r['seconds']:>10.1f}"
+            f"{r['events_per_second']:>11,}{r['peak_rss_mb']:>13.1f}"
+        )
+    print()
+    print(f"{'append-to-visible':<22}{'appends':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    for key, r in results["latency"].items():
+        print(f"{key:<22}{r['appends']:>10}{r['p50_ms']:>10}{r['p99_ms']:>10}{r['max_ms']:>10}")
+    print()
+    for goal, met in goals.items():
+        print(f"{'met    ' if met else 'NOT met'} {goal}")
+    return {
+        "command": " ".join(["bench/bench_projections.py", *sys.argv[1:]]),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+        "settings": {
+            "batch_size": BATCH,
+            "events_per_order": EVENTS_PER_ORDER,
+            "customers": CUSTOMERS,
+            "append_interval_ms": args.interval * 1000,
+            "latency_seconds": args.latency_seconds,
+        },
+        **results,
+        "goals": goals,
+    }
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--small", type=int, default=100_000)
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "CQRSKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+        help="empty to skip PostgreSQL",
+    )
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--interval", type=float, default=0.01, help="seconds between appends")
+    parser.add_argument(
+        "--child", nargs=2, metavar=("EVENT_URL", "READ_URL"), help=argparse.SUPPRESS
+    )
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = parse()
+    if arguments.child:
+        print(json.dumps(asyncio.run(rebuild(*arguments.child))))
+    else:
+        document = report(asyncio.run(main(arguments)), arguments)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"\nwrote {RESULTS}")
