@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from cqrskit._sqlite import ThreadConnection
 from cqrskit.readstore.base import resolve_tables
 from cqrskit.readstore.sql import (
     LIVE_TABLES_SQL,
@@ -24,43 +24,6 @@ from cqrskit.readstore.sql import (
     SqlTransaction,
     Statement,
 )
-
-T = TypeVar("T")
-
-
-class _Thread:
-    """A sqlite3 connection confined to one worker thread."""
-
-    def __init__(self, path: str, synchronous: str, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._path = path
-        self._synchronous = synchronous
-        self._db: sqlite3.Connection | None = None
-
-    def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={self._synchronous}")
-        db.execute("PRAGMA busy_timeout=30000")
-        return db
-
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            if self._db is None:
-                self._db = self._open()
-            return fn(self._db)
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
-
-    async def close(self) -> None:
-        def shut() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
-        self._executor.shutdown(wait=True)
 
 
 def _run_statements(db: sqlite3.Connection, statements: list[Statement]) -> None:
@@ -78,7 +41,7 @@ def _rows(cursor: sqlite3.Cursor) -> list[Row]:
 
 
 class _SqliteTransaction(SqlTransaction):
-    def __init__(self, writer: _Thread) -> None:
+    def __init__(self, writer: ThreadConnection) -> None:
         self._writer = writer
         self.begun = False
         self.done = False
@@ -139,8 +102,12 @@ class SqliteDriver(SqlDriver):
     def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _Thread(str(target), synchronous, "cqrskit-readstore-writer")
-        self._reader = _Thread(str(target), synchronous, "cqrskit-readstore-reader")
+        self._writer = ThreadConnection(
+            str(target), synchronous, "cqrskit-readstore-writer", rows_as_mappings=True
+        )
+        self._reader = ThreadConnection(
+            str(target), synchronous, "cqrskit-readstore-reader", rows_as_mappings=True
+        )
         self._lock = asyncio.Lock()
 
     @asynccontextmanager

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal
 
 import orjson
 
+from cqrskit._sqlite import SYNCHRONOUS_MODES, ThreadConnection
 from cqrskit.errors import SchemaError
 from cqrskit.store._common import EncodedAppend, EventStoreBase, dump_result, load_result
 from cqrskit.store.base import (
@@ -34,7 +33,6 @@ from cqrskit.store.serialization import EventRegistry
 
 __all__ = ["SqliteEventStore"]
 
-T = TypeVar("T")
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -72,41 +70,6 @@ _SELECT_EVENT = (
 )
 
 
-class _Connection:
-    """A sqlite3 connection confined to one worker thread."""
-
-    def __init__(self, path: str, synchronous: Synchronous, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._path = path
-        self._synchronous = synchronous
-        self._db: sqlite3.Connection | None = None
-
-    def _open(self) -> None:
-        db = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={self._synchronous}")
-        db.execute("PRAGMA busy_timeout=30000")
-        self._db = db
-
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            if self._db is None:
-                self._open()
-            assert self._db is not None
-            return fn(self._db)
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
-
-    async def close(self) -> None:
-        def shut() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
-        self._executor.shutdown(wait=True)
-
-
 def _migrate(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -133,8 +96,8 @@ class SqliteEventStore(EventStoreBase):
     def __init__(
         self,
         registry: EventRegistry,
-        writer: _Connection,
-        reader: _Connection,
+        writer: ThreadConnection,
+        reader: ThreadConnection,
         poll_interval: float,
     ) -> None:
         super().__init__(registry)
@@ -159,12 +122,12 @@ class SqliteEventStore(EventStoreBase):
         ``synchronous="FULL"`` makes every committed append durable across power loss;
         ``poll_interval`` bounds how late appends by *other processes* wake waiters.
         """
-        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        writer = _Connection(str(target), synchronous, "cqrskit-sqlite-writer")
-        reader = _Connection(str(target), synchronous, "cqrskit-sqlite-reader")
+        writer = ThreadConnection(str(target), synchronous, "cqrskit-sqlite-writer")
+        reader = ThreadConnection(str(target), synchronous, "cqrskit-sqlite-reader")
         try:
             await writer.run(_migrate)
         except BaseException:
