@@ -94,11 +94,27 @@ class EventRegistry:
     ) -> DomainEvent:
         """Rebuild an event from its stored form, upcasting old payloads on the way."""
         cls = self.class_for(event_type)
+        if (
+            schema_version == cls.schema_version
+            and type(data) is str
+            and type(metadata) is str
+            and data[-1:] == "}"
+            and data[:1] == "{"
+            and '"metadata"' not in data
+        ):
+            # The common case, kept cheap (read_all decodes every event through here):
+            # one validation pass over one JSON text, the payload with the metadata
+            # spliced in as its last member; about a third cheaper than parsing, then
+            # validating the payload and the metadata separately. Stored texts come
+            # from the store's own encoder or jsonb output: no surrounding whitespace.
+            body = data[:-1]
+            separator = "" if body == "{" else ", "
+            return cls.__pydantic_validator__.validate_json(  # type: ignore[no-any-return]
+                f'{body}{separator}"metadata": {metadata}}}'
+            )
         if schema_version == cls.schema_version:
             combined = _with_metadata(data, metadata)
             if combined is not None:
-                # One validation pass over one JSON text: about a third cheaper than
-                # parsing, then validating the payload and the metadata separately.
                 return cls.model_validate_json(combined)
         payload: dict[str, Any] = orjson.loads(data)
         version = schema_version
