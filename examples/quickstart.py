@@ -2,12 +2,14 @@
 
 Run it with ``make run`` (or ``python examples/quickstart.py [path/to/events.db]``). Each
 step prints what happened; run it twice and the second run continues the same account.
+The read model lives beside the events, in ``<events>-read.db``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,11 +22,17 @@ from cqrskit import (
     DomainEvent,
     EventRegistry,
     IdempotencyMiddleware,
+    Projection,
+    ProjectionRunner,
+    RecordedEvent,
     Repository,
     RetryOnConflict,
     UnitOfWork,
     open_event_store,
+    open_read_store,
+    wait_for,
 )
+from cqrskit.readstore import SqlReadStore, SqlUnitOfWork
 
 # -- the domain: events and an aggregate ----------------------------------------------
 
@@ -113,6 +121,44 @@ async def withdraw(command: Withdraw, uow: UnitOfWork) -> str:
     return account.id
 
 
+# -- the read side: a projection into a SQL read model ---------------------------------
+
+
+class Balances(Projection[SqlUnitOfWork]):
+    """Each account's owner and balance, kept as a SQL table."""
+
+    name = "balances"
+    handles = (AccountOpened, MoneyDeposited, MoneyWithdrawn)
+    tables = ("balances",)
+
+    async def setup(self, uow: SqlUnitOfWork) -> None:
+        await uow.execute(
+            "CREATE TABLE {balances} (account TEXT PRIMARY KEY, owner TEXT, balance TEXT)"
+        )
+
+    async def handle(self, events: Sequence[RecordedEvent], uow: SqlUnitOfWork) -> None:
+        for recorded in events:
+            account = recorded.stream_id
+            match recorded.event:
+                case AccountOpened(owner=owner):
+                    await uow.execute(
+                        "INSERT INTO {balances} VALUES (?, ?, '0') ON CONFLICT (account) "
+                        "DO UPDATE SET owner = excluded.owner",
+                        account,
+                        owner,
+                    )
+                case MoneyDeposited(amount=amount) | MoneyWithdrawn(amount=amount):
+                    sign = 1 if isinstance(recorded.event, MoneyDeposited) else -1
+                    [row] = await uow.fetch(
+                        "SELECT balance FROM {balances} WHERE account = ?", account
+                    )
+                    await uow.execute(
+                        "UPDATE {balances} SET balance = ? WHERE account = ?",
+                        str(Decimal(row["balance"]) + sign * amount),
+                        account,
+                    )
+
+
 def step(title: str) -> None:
     print(f"\n== {title}")
 
@@ -171,6 +217,29 @@ async def main(path: Path) -> None:
         step("7. Every event in global order (what projections read)")
         events = await store.read_all(limit=1000)
         print(f"{len(events)} events in the store, last position {await store.head()}")
+
+        step("8. A projection keeps a read model; a token reads your own write")
+        read_path = path.with_name(f"{path.stem}-read.db")
+        read_store: SqlReadStore = await open_read_store(f"sqlite:///{read_path}")
+        try:
+            async with ProjectionRunner(store) as runner:
+                runner.add(Balances(), read_store)
+                result = await bus.send(Deposit(account_id="acc-1", amount=Decimal("0.50")))
+                waited = await wait_for(read_store, "balances", result.token, timeout=5.0)
+                waited.raise_if_timed_out()
+                [row] = await read_store.query(
+                    "balances",
+                    "SELECT owner, balance FROM {balances} WHERE account = ?",
+                    Account.stream_id_for("acc-1"),
+                )
+                print(
+                    f"read model at token {result.token} after {waited.elapsed * 1000:.1f} ms: "
+                    f"{row['owner']} has {row['balance']}"
+                )
+                account = await repository.load(Account, "acc-1")
+                print(f"the aggregate agrees: {account.balance}")
+        finally:
+            await read_store.close()
     finally:
         await store.close()
 

@@ -2,6 +2,7 @@
 
 from cqrskit.aggregate import Aggregate
 from cqrskit.bus import CommandBus, CommandResult, Context, Middleware, Next, QueryBus
+from cqrskit.consistency import ConsistencyTimeout, WaitResult, wait_for
 from cqrskit.errors import (
     AggregateNotFound,
     ConcurrencyError,
@@ -14,6 +15,8 @@ from cqrskit.errors import (
 )
 from cqrskit.messages import Command, DomainEvent, Metadata, Query
 from cqrskit.middleware import IdempotencyMiddleware, LoggingMiddleware, RetryOnConflict
+from cqrskit.projection import FailurePolicy, Projection, ProjectionRunner
+from cqrskit.readstore import ReadStore, open_read_store
 from cqrskit.repository import Repository, UnitOfWork
 from cqrskit.store import (
     ANY,
@@ -39,6 +42,7 @@ __all__ = [
     "CommandBus",
     "CommandResult",
     "ConcurrencyError",
+    "ConsistencyTimeout",
     "Context",
     "CqrsError",
     "DomainError",
@@ -47,6 +51,7 @@ __all__ = [
     "EventRegistry",
     "EventStore",
     "EventStoreError",
+    "FailurePolicy",
     "HandlerNotFound",
     "IdempotencyMiddleware",
     "LoggingMiddleware",
@@ -54,13 +59,19 @@ __all__ = [
     "Middleware",
     "Next",
     "Position",
+    "Projection",
+    "ProjectionRunner",
     "Query",
     "QueryBus",
+    "ReadStore",
     "RecordedEvent",
     "Repository",
     "RetryOnConflict",
     "StreamAppend",
     "UnitOfWork",
     "UnknownEventType",
+    "WaitResult",
     "open_event_store",
+    "open_read_store",
+    "wait_for",
 ]

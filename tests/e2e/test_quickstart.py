@@ -27,7 +27,14 @@ def test_quickstart_runs_and_a_second_run_continues(tmp_path: Path) -> None:
     assert "Ada's balance: 70.00 at version 3" in first
     assert "refused: stream 'Account-acc-1': expected version 3, but it is at version 4" in first
     assert "4 events in the store, last position 4" in first
+    assert "read model at token 5 after" in first
+    assert "Ada has 75.50" in first
+    assert "the aggregate agrees: 75.50" in first
+    assert (tmp_path / "quickstart-read.db").exists()
     second = run(db)
-    assert "Ada's balance: 145.00 at version 6" in second
+    assert "Ada's balance: 145.50 at version 7" in second
     # Three new events: the account is not reopened and the stale deposit is never written.
-    assert "7 events in the store, last position 7" in second
+    assert "8 events in the store, last position 8" in second
+    # The projection caught up from its checkpoint: nothing applied twice, nothing missed.
+    assert "Ada has 151.00" in second
+    assert "the aggregate agrees: 151.00" in second
