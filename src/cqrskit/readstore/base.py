@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -103,22 +102,24 @@ def resolve_tables(sql: str, tables: Mapping[str, str]) -> str:
     return _TABLE_PLACEHOLDER.sub(sub, sql)
 
 
-class ReadTransaction(ABC, Generic[U_co]):
+class ReadTransaction(Generic[U_co]):
     """One batch's transaction: the projection's writes plus the runner's bookkeeping.
 
     Nothing is applied until the transaction commits; on an exception it rolls back whole.
+    The read store that opens it applies the bookkeeping recorded here at commit.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, uow: U_co) -> None:
+        self._uow = uow
         self.new_checkpoint: Position | None = None
         self.parked: list[tuple[RecordedEvent, str, int]] = []
         self.unparked: list[str] = []
         self.switch_live = False
 
     @property
-    @abstractmethod
     def uow(self) -> U_co:
         """The unit of work the projection writes its effects through."""
+        return self._uow
 
     def advance_to(self, position: Position) -> None:
         """Commit the checkpoint at ``position`` with this transaction."""

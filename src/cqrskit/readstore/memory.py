@@ -78,16 +78,6 @@ class MemoryUnitOfWork:
                 rows[key] = row
 
 
-class _MemoryTransaction(ReadTransaction[MemoryUnitOfWork]):
-    def __init__(self, uow: MemoryUnitOfWork) -> None:
-        super().__init__()
-        self._uow = uow
-
-    @property
-    def uow(self) -> MemoryUnitOfWork:
-        return self._uow
-
-
 class MemoryReadStore:
     """Read models in process memory; same semantics as the durable read stores."""
 
@@ -119,10 +109,10 @@ class MemoryReadStore:
     @asynccontextmanager
     async def transaction(
         self, projection: ProjectionSpec, expected: Position | None
-    ) -> AsyncIterator[_MemoryTransaction]:
+    ) -> AsyncIterator[ReadTransaction[MemoryUnitOfWork]]:
         """A transaction over one projection version; applied at once on success."""
         state = self._state(projection.name, projection.version)
-        tx = _MemoryTransaction(MemoryUnitOfWork(state.tables))
+        tx = ReadTransaction(MemoryUnitOfWork(state.tables))
         yield tx
         # From here to the end there is no await: the commit is atomic for other tasks.
         if expected is not None and state.checkpoint != expected:

@@ -56,16 +56,6 @@ class RedisUnitOfWork:
         return self.prefix + ":".join(parts)
 
 
-class _RedisTransaction(ReadTransaction[RedisUnitOfWork]):
-    def __init__(self, uow: RedisUnitOfWork) -> None:
-        super().__init__()
-        self._uow = uow
-
-    @property
-    def uow(self) -> RedisUnitOfWork:
-        return self._uow
-
-
 class RedisReadStore:
     """Read models in Redis. Keys: ``{prefix}{projection}:v{version}:...`` for the model,
     ``{prefix}live`` (projection -> live version), ``{prefix}checkpoint:...`` and
@@ -129,7 +119,7 @@ class RedisReadStore:
     @asynccontextmanager
     async def transaction(
         self, projection: ProjectionSpec, expected: Position | None
-    ) -> AsyncIterator[_RedisTransaction]:
+    ) -> AsyncIterator[ReadTransaction[RedisUnitOfWork]]:
         """One ``MULTI``/``EXEC`` over a projection version, guarded by its checkpoint."""
         name, version = projection.name, projection.version
         key = self._checkpoint_key(name, version)
@@ -141,7 +131,7 @@ class RedisReadStore:
                 if actual != expected:
                     raise CheckpointConflict(name, version, expected, actual)
             pipe.multi()  # type: ignore[no-untyped-call]
-            tx = _RedisTransaction(
+            tx = ReadTransaction(
                 RedisUnitOfWork(pipe, self.client, self.version_prefix(name, version))
             )
             yield tx

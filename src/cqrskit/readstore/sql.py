@@ -193,16 +193,6 @@ class SqlUnitOfWork:
         return pending
 
 
-class _SqlReadTransaction(ReadTransaction[SqlUnitOfWork]):
-    def __init__(self, uow: SqlUnitOfWork) -> None:
-        super().__init__()
-        self._uow = uow
-
-    @property
-    def uow(self) -> SqlUnitOfWork:
-        return self._uow
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -304,13 +294,13 @@ class SqlReadStore:
     @asynccontextmanager
     async def transaction(
         self, projection: ProjectionSpec, expected: Position | None
-    ) -> AsyncIterator[_SqlReadTransaction]:
+    ) -> AsyncIterator[ReadTransaction[SqlUnitOfWork]]:
         """One transaction over a projection version: effects and bookkeeping together."""
         name, version = projection.name, projection.version
         tables = {t: physical_table(name, t, version) for t in projection.tables}
         async with self._driver.begin() as sql_tx:
             uow = SqlUnitOfWork(sql_tx, tables, self._driver.dialect)
-            tx = _SqlReadTransaction(uow)
+            tx = ReadTransaction(uow)
             yield tx
             statements = uow._take_pending()
             statements += self._bookkeeping(name, version, expected, tx)
