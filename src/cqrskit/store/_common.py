@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -115,3 +117,22 @@ def load_result(text: str | bytes) -> AppendResult:
         result_id=str(raw["result_id"]),
         replayed=True,
     )
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Hold off Python's cyclic garbage collector while a page of events is decoded.
+
+    Decoding a page allocates thousands of objects that live on (the events), which sets
+    off the collector again and again, each pass walking every long-lived object in the
+    process (pydantic's schemas alone are ~35k): measured, a third of ``read_all``'s time.
+    Decoding makes no reference cycles and never awaits, so collection just waits until
+    the page is done. Use it only around such loops: it pauses collection process-wide.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
@@ -28,7 +27,7 @@ import asyncpg
 import orjson
 
 from cqrskit.errors import ConcurrencyError, EventStoreError
-from cqrskit.store._common import EncodedAppend, EventStoreBase, load_result
+from cqrskit.store._common import EncodedAppend, EventStoreBase, collector_paused, load_result
 from cqrskit.store._pg_listener import CONNECTION_ERRORS, Listener, Wakeups
 from cqrskit.store._pg_schema import PgTarget, append_one_event_sql, migrate, parse_url
 from cqrskit.store.base import (
@@ -396,18 +395,8 @@ class PostgresEventStore(EventStoreBase):
     # -- reading ------------------------------------------------------------------------
 
     def _recorded(self, rows: Iterable[asyncpg.Record]) -> list[RecordedEvent]:
-        # Decoding a page allocates thousands of objects that live on (the events), which
-        # sets off the cyclic collector again and again, each pass walking every
-        # long-lived object in the process (pydantic's schemas alone are ~35k): a third
-        # of read_all's time. The loop makes no cycles and cannot await, so collection
-        # waits until it is done.
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with collector_paused():
             return self._decode_rows(rows)
-        finally:
-            if was_enabled:
-                gc.enable()
 
     def _decode_rows(self, rows: Iterable[asyncpg.Record]) -> list[RecordedEvent]:
         decode = self.registry.decode

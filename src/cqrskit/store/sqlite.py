@@ -19,7 +19,13 @@ import orjson
 
 from cqrskit._sqlite import SYNCHRONOUS_MODES, ThreadConnection
 from cqrskit.errors import SchemaError
-from cqrskit.store._common import EncodedAppend, EventStoreBase, dump_result, load_result
+from cqrskit.store._common import (
+    EncodedAppend,
+    EventStoreBase,
+    collector_paused,
+    dump_result,
+    load_result,
+)
 from cqrskit.store.base import (
     START,
     AppendResult,
@@ -174,7 +180,9 @@ class SqliteEventStore(EventStoreBase):
 
     async def _read_events(self, sql: str, params: tuple[Any, ...]) -> list[RecordedEvent]:
         def read(db: sqlite3.Connection) -> list[RecordedEvent]:
-            return [self._recorded(row) for row in db.execute(sql, params)]
+            rows = db.execute(sql, params).fetchall()
+            with collector_paused():
+                return [self._recorded(row) for row in rows]
 
         return await self._reader.run(read)
 
