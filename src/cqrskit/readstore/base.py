@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
+from cqrskit._signal import Signal
 from cqrskit.errors import CqrsError
 from cqrskit.store.base import Position, RecordedEvent
 
 __all__ = [
     "CheckpointConflict",
-    "CheckpointSignal",
     "ParkedEvent",
     "ProjectionSpec",
     "ReadStore",
@@ -194,28 +194,8 @@ class ReadStore(Protocol[U_co]):
         ...
 
 
-class CheckpointSignal:
-    """Wakes checkpoint waiters in this process when any checkpoint moves.
-
-    A waiter takes :meth:`current` *before* reading the checkpoint, so a change that lands
-    between its read and its wait still wakes it.
-    """
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def current(self) -> asyncio.Event:
-        """The event the next change will set."""
-        return self._event
-
-    def notify(self) -> None:
-        """Wake everyone waiting on the current event."""
-        self._event.set()
-        self._event = asyncio.Event()
-
-
 async def wait_with_signal(
-    signal: CheckpointSignal,
+    signal: Signal,
     read: _CheckpointReader,
     projection: str,
     position: Position,

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cqrskit._signal import Signal
 from cqrskit.readstore.base import (
     CheckpointConflict,
-    CheckpointSignal,
     ParkedEvent,
     ProjectionSpec,
     ReadTransaction,
@@ -84,7 +84,7 @@ class MemoryReadStore:
     def __init__(self) -> None:
         self._versions: dict[tuple[str, int], _Version] = {}
         self._live: dict[str, int] = {}
-        self._signal = CheckpointSignal()
+        self._signal = Signal()
 
     async def prepare(self, projection: ProjectionSpec, setup: SetupHook[MemoryUnitOfWork]) -> bool:
         """Register a projection version (and make it live if it is the first)."""
@@ -97,7 +97,7 @@ class MemoryReadStore:
         uow._apply()
         self._versions[key] = state
         self._live.setdefault(projection.name, projection.version)
-        self._signal.notify()
+        self._signal.fire()
         return True
 
     def _state(self, projection: str, version: int) -> _Version:
@@ -141,7 +141,7 @@ class MemoryReadStore:
             state.checkpoint = tx.new_checkpoint
         if tx.switch_live:
             self._live[projection.name] = projection.version
-        self._signal.notify()
+        self._signal.fire()
 
     async def checkpoint(self, projection: str, version: int) -> Position | None:
         """The checkpoint of one projection version."""

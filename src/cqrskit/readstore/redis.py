@@ -21,9 +21,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline, PubSub
 from redis.exceptions import WatchError
 
+from cqrskit._signal import Signal
 from cqrskit.readstore.base import (
     CheckpointConflict,
-    CheckpointSignal,
     ParkedEvent,
     ProjectionSpec,
     ReadTransaction,
@@ -64,7 +64,7 @@ class RedisReadStore:
     def __init__(self, client: Redis, prefix: str = "cqrskit:") -> None:
         self.client = client
         self._prefix = prefix
-        self._signal = CheckpointSignal()
+        self._signal = Signal()
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
 
@@ -113,7 +113,7 @@ class RedisReadStore:
                 await pipe.execute()
             except WatchError:
                 return False  # prepared by a concurrent runner
-        self._signal.notify()
+        self._signal.fire()
         return True
 
     @asynccontextmanager
@@ -142,7 +142,7 @@ class RedisReadStore:
                 raise CheckpointConflict(
                     name, version, expected or START, await self.checkpoint(name, version)
                 ) from None
-        self._signal.notify()
+        self._signal.fire()
 
     def _bookkeeping(
         self, pipe: Pipeline, name: str, version: int, tx: ReadTransaction[Any]
@@ -194,7 +194,7 @@ class RedisReadStore:
         assert self._pubsub is not None
         async for message in self._pubsub.listen():
             if message.get("type") == "message":
-                self._signal.notify()
+                self._signal.fire()
 
     async def wait_for_checkpoint(
         self, projection: str, position: Position, timeout: float

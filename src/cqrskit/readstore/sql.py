@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from cqrskit._signal import Signal
 from cqrskit.readstore.base import (
     CheckpointConflict,
-    CheckpointSignal,
     ParkedEvent,
     ProjectionSpec,
     ReadTransaction,
@@ -212,7 +212,7 @@ class SqlReadStore:
 
     def __init__(self, driver: SqlDriver, poll_interval: float | None = None) -> None:
         self._driver = driver
-        self._signal = CheckpointSignal()
+        self._signal = Signal()
         self._listening = False
         self._poll_interval = poll_interval
 
@@ -280,7 +280,7 @@ class SqlReadStore:
                 )
             await tx.commit([s for s in statements if s.rows])
         # A waiter may be waiting for the checkpoint row that now exists.
-        self._signal.notify()
+        self._signal.fire()
         return True
 
     async def _tables_of(self, projection: str, version: int) -> dict[str, str]:
@@ -310,7 +310,7 @@ class SqlReadStore:
                 raise CheckpointConflict(
                     name, version, expected or Position(0, 0), await self.checkpoint(name, version)
                 ) from None
-        self._signal.notify()
+        self._signal.fire()
 
     def _bookkeeping(
         self, name: str, version: int, expected: Position | None, tx: ReadTransaction[Any]
@@ -415,7 +415,7 @@ class SqlReadStore:
         """
         if not self._listening:
             self._listening = True
-            await self._driver.start_listening(self._signal.notify)
+            await self._driver.start_listening(self._signal.fire)
         return await wait_with_signal(
             self._signal,
             self.live_checkpoint,

@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from cqrskit._signal import Signal
+
 _log = logging.getLogger("cqrskit.store.postgres")
 
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -26,26 +28,6 @@ _CONNECT_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.
 _CLOSE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.InterfaceError)
 
 
-class Wakeups:
-    """A signal every waiter of one store handle shares.
-
-    A waiter takes :meth:`current` *before* it checks the database, then waits on it: a
-    wake-up that lands between the check and the wait is not lost.
-    """
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def current(self) -> asyncio.Event:
-        """The event the next :meth:`fire` sets."""
-        return self._event
-
-    def fire(self) -> None:
-        """Wake everyone waiting now."""
-        event, self._event = self._event, asyncio.Event()
-        event.set()
-
-
 class Listener:
     """Keeps one connection LISTENing on the store's channel, reconnecting when it drops.
 
@@ -57,7 +39,7 @@ class Listener:
         self,
         dsn: str,
         channel: str,
-        wakeups: Wakeups,
+        wakeups: Signal,
         connect_options: dict[str, Any],
         *,
         max_retry_delay: float = 2.0,

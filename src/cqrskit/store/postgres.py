@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 import asyncpg
 import orjson
 
+from cqrskit._signal import Signal
 from cqrskit.errors import ConcurrencyError, EventStoreError
 from cqrskit.store._common import EncodedAppend, EventStoreBase, collector_paused, load_result
-from cqrskit.store._pg_listener import CONNECTION_ERRORS, Listener, Wakeups
+from cqrskit.store._pg_listener import CONNECTION_ERRORS, Listener
 from cqrskit.store._pg_schema import PgTarget, append_one_event_sql, migrate, parse_url
 from cqrskit.store.base import (
     ANY,
@@ -93,7 +94,7 @@ class PostgresEventStore(EventStoreBase):
         self._target = target
         self._notify = notify
         self._poll_interval = poll_interval
-        self._wakeups = Wakeups()
+        self._wakeups = Signal()
         self._listener = Listener(target.dsn, target.channel, self._wakeups, connect_options)
         self._notify_wanted = asyncio.Event()
         self._notifier: asyncio.Task[None] | None = None
