@@ -141,8 +141,9 @@ class ReadModelHarness(ABC, Generic[U]):
     """A read store plus the contract's tally projection written for it."""
 
     store: ReadStore[U]
+    tally_class: Callable[..., Projection[U]]
+    """The contract's tally projection written for this store."""
 
-    @abstractmethod
     def tally(
         self,
         *,
@@ -151,34 +152,26 @@ class ReadModelHarness(ABC, Generic[U]):
         policy: FailurePolicy | None = None,
         poison: set[str] | None = None,
     ) -> Projection[U]:
-        """The tally projection for this store."""
+        """A tally projection for this store; events whose label is in ``poison`` fail."""
+        return self.tally_class(
+            name=name,
+            version=version,
+            failure_policy=policy or FailurePolicy(retries=1, backoff=0.01),
+            poison=poison or set(),
+        )
 
     @abstractmethod
     async def counts(self, name: str = "tally") -> dict[str, int]:
         """Readers' view of the tally's live version: stream id -> count."""
 
 
-def _policy(policy: FailurePolicy | None) -> FailurePolicy:
-    return policy if policy is not None else FailurePolicy(retries=1, backoff=0.01)
-
-
 class MemoryHarness(ReadModelHarness[MemoryUnitOfWork]):
     """The contract harness of :class:`MemoryReadStore`."""
 
+    tally_class = _MemoryTally
+
     def __init__(self, store: MemoryReadStore) -> None:
         self.store = self.memory = store
-
-    def tally(
-        self,
-        *,
-        name: str = "tally",
-        version: int = 1,
-        policy: FailurePolicy | None = None,
-        poison: set[str] | None = None,
-    ) -> Projection[MemoryUnitOfWork]:
-        return _MemoryTally(
-            name=name, version=version, failure_policy=_policy(policy), poison=poison or set()
-        )
 
     async def counts(self, name: str = "tally") -> dict[str, int]:
         return {k: int(v["n"]) for k, v in self.memory.rows(name, "counts").items()}
@@ -187,20 +180,10 @@ class MemoryHarness(ReadModelHarness[MemoryUnitOfWork]):
 class SqlHarness(ReadModelHarness[SqlUnitOfWork]):
     """The contract harness of :class:`SqlReadStore` (SQLite or PostgreSQL)."""
 
+    tally_class = SqlTally
+
     def __init__(self, store: SqlReadStore) -> None:
         self.store = self.sql = store
-
-    def tally(
-        self,
-        *,
-        name: str = "tally",
-        version: int = 1,
-        policy: FailurePolicy | None = None,
-        poison: set[str] | None = None,
-    ) -> Projection[SqlUnitOfWork]:
-        return SqlTally(
-            name=name, version=version, failure_policy=_policy(policy), poison=poison or set()
-        )
 
     async def counts(self, name: str = "tally") -> dict[str, int]:
         rows = await self.sql.query(name, "SELECT stream_id, n FROM {counts}")
@@ -210,20 +193,10 @@ class SqlHarness(ReadModelHarness[SqlUnitOfWork]):
 class RedisHarness(ReadModelHarness[RedisUnitOfWork]):
     """The contract harness of :class:`RedisReadStore`."""
 
+    tally_class = _RedisTally
+
     def __init__(self, store: RedisReadStore) -> None:
         self.store = self.redis = store
-
-    def tally(
-        self,
-        *,
-        name: str = "tally",
-        version: int = 1,
-        policy: FailurePolicy | None = None,
-        poison: set[str] | None = None,
-    ) -> Projection[RedisUnitOfWork]:
-        return _RedisTally(
-            name=name, version=version, failure_policy=_policy(policy), poison=poison or set()
-        )
 
     async def counts(self, name: str = "tally") -> dict[str, int]:
         prefix = await self.redis.live_prefix(name)
