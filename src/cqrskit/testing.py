@@ -518,6 +518,15 @@ class EventStoreContract:
         await bus_on(reopened).send(AddItem(tally_id=tally, name="tea"))
         assert await reopened.stream_version(Tally.stream_id_for(tally)) == 2
 
+    async def test_an_append_of_nothing_is_idempotent_too(self, store: EventStore) -> None:
+        # A command that changes nothing still records its id, so a repeat is a replay.
+        key = uuid.uuid4().hex
+        first = await store.append_many([], idempotency=Idempotency(key, "same"))
+        again = await store.append_many([], idempotency=Idempotency(key, "same"))
+        assert (first.replayed, again.replayed) == (False, True)
+        assert (again.versions, again.position, again.result_id) == ({}, first.position, "same")
+        assert first.position == await store.head()
+
     async def test_concurrent_repeats_write_once(self, store: EventStore) -> None:
         stream = _stream()
         key = uuid.uuid4().hex

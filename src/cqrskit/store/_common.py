@@ -111,8 +111,10 @@ def load_result(text: str | bytes) -> AppendResult:
     """Rebuild the result of an earlier append from its idempotency record, as a replay."""
     raw = orjson.loads(text)
     commit, seq = raw["position"]
+    # An append of no streams (a command that changed nothing) may store null versions.
+    versions = raw["versions"] or {}
     return AppendResult(
-        versions={str(k): int(v) for k, v in raw["versions"].items()},
+        versions={str(k): int(v) for k, v in versions.items()},
         position=Position(int(commit), int(seq)),
         result_id=str(raw["result_id"]),
         replayed=True,
