@@ -38,6 +38,18 @@ __all__ = [
 ]
 
 
+def _number(options: dict[str, str], name: str, default: str, kind: type[float] | type[int]) -> Any:
+    try:
+        value = kind(options.get(name, default))
+    except ValueError:
+        raise ValueError(
+            f"read store URL option {name} must be a positive number, not {options[name]!r}"
+        ) from None
+    if value <= 0:
+        raise ValueError(f"read store URL option {name} must be positive, not {value}")
+    return value
+
+
 def _options(url: str, allowed: set[str]) -> dict[str, str]:
     options = dict(parse_qsl(urlsplit(url).query))
     unknown = set(options) - allowed
@@ -73,7 +85,7 @@ async def open_read_store(url: str) -> Any:
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA: {url!r}")
         sqlite_store = SqlReadStore(
             SqliteDriver(sqlite_path(url.split("?", 1)[0]), synchronous),
-            poll_interval=float(options.get("poll_interval", "1.0")),
+            poll_interval=_number(options, "poll_interval", "1.0", float),
         )
         await sqlite_store.create_meta()
         return sqlite_store
@@ -83,7 +95,9 @@ async def open_read_store(url: str) -> Any:
         options = _options(url, {"schema", "pool_size"})
         schema = options.get("schema", "public")
         driver = await PostgresDriver.connect(
-            urlunsplit(parts._replace(query="")), schema, int(options.get("pool_size", "5"))
+            urlunsplit(parts._replace(query="")),
+            schema,
+            _number(options, "pool_size", "5", int),
         )
         pg_store = SqlReadStore(driver)
         await pg_store.create_meta()
