@@ -1,12 +1,16 @@
 """The PostgreSQL driver of the SQL read store: an asyncpg pool in one schema.
 
 Every commit that moves a checkpoint also sends ``NOTIFY cqrskit_checkpoints`` in the same
-transaction, so waiters in other processes wake exactly when the change becomes visible.
+transaction, so waiters in other processes wake exactly when the change becomes visible. The
+LISTEN connection reconnects when it drops (and wakes the waiters then, since notifications
+sent meanwhile are gone); a slow heartbeat also wakes them, so that a lost connection costs a
+waiter at most a heartbeat, never its whole timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from cqrskit._signal import Signal
 from cqrskit.readstore.base import resolve_tables
 from cqrskit.readstore.sql import (
     LIVE_TABLES_SQL,
@@ -25,6 +30,7 @@ from cqrskit.readstore.sql import (
     SqlTransaction,
     Statement,
 )
+from cqrskit.store._pg_listener import Listener
 
 CHANNEL = "cqrskit_checkpoints"
 
@@ -50,6 +56,31 @@ def numbered(sql: str) -> str:
             continue
         out.append(char)
     return "".join(out)
+
+
+class _Callback(Signal):
+    """A :class:`Signal` that calls ``on_change`` when fired (what :class:`Listener` fires)."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_change = on_change
+
+    def fire(self) -> None:
+        self._on_change()
+
+
+async def heartbeat(
+    on_change: Callable[[], None],
+    connected: Callable[[], bool],
+    *,
+    connected_interval: float,
+    disconnected_interval: float,
+) -> None:
+    """Call ``on_change`` now and then: often while the listener is down, rarely while up
+    (which covers a connection that died silently, without the socket noticing)."""
+    while True:
+        await asyncio.sleep(connected_interval if connected() else disconnected_interval)
+        on_change()
 
 
 def lock_key(name: str) -> int:
@@ -112,11 +143,17 @@ class PostgresDriver(SqlDriver):
     dialect = "postgresql"
     notify_channel = CHANNEL
 
+    heartbeat_interval = 5.0
+    """Seconds between fallback wake-ups while the LISTEN connection is up."""
+    reconnecting_heartbeat_interval = 0.5
+    """Seconds between fallback wake-ups while the LISTEN connection is down."""
+
     def __init__(self, pool: asyncpg.Pool, url: str, schema: str) -> None:
         self._pool = pool
         self._url = url
         self._schema = schema
-        self._listener: asyncpg.Connection | None = None
+        self._listener: Listener | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(cls, url: str, schema: str, pool_size: int = 5) -> PostgresDriver:
@@ -171,16 +208,38 @@ class PostgresDriver(SqlDriver):
                 return [dict(r) for r in rows]
         raise AssertionError("unreachable")
 
-    async def start_listening(self, on_change: Callable[[], None]) -> None:
-        def callback(*_: object) -> None:
-            on_change()
+    @property
+    def listener(self) -> Listener | None:
+        """The LISTEN connection's keeper, once listening started (tests look at it)."""
+        return self._listener
 
-        conn = await asyncpg.connect(self._url)
-        await conn.add_listener(CHANNEL, callback)
-        self._listener = conn
+    async def start_listening(self, on_change: Callable[[], None]) -> None:
+        """Listen in the background: the listener reconnects with backoff whenever the
+        connection drops and calls ``on_change`` after every (re)connect."""
+        if self._listener is not None:
+            return
+        listener = Listener(self._url, CHANNEL, _Callback(on_change), {})
+        self._listener = listener
+        listener.start()
+        self._heartbeat = asyncio.create_task(
+            heartbeat(
+                on_change,
+                listener.connected.is_set,
+                connected_interval=self.heartbeat_interval,
+                disconnected_interval=self.reconnecting_heartbeat_interval,
+            ),
+            name="cqrskit-readstore-heartbeat",
+        )
 
     async def close(self) -> None:
-        if self._listener is not None:
-            await self._listener.close()
-            self._listener = None
-        await self._pool.close()
+        heartbeat_task, self._heartbeat = self._heartbeat, None
+        if heartbeat_task is not None:
+            heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat_task
+        listener, self._listener = self._listener, None
+        try:
+            if listener is not None:
+                await listener.stop()
+        finally:
+            await self._pool.close()

@@ -1,0 +1,119 @@
+"""Read stores' cross-process wake-ups survive a lost connection."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import pytest
+
+from cqrskit.readstore import SqlReadStore, open_read_store
+from cqrskit.store.base import Position
+
+TIMEOUT = 10.0
+FAST = 2.0
+
+
+@dataclass
+class Spec:
+    name: str = "lst"
+    version: int = 1
+    tables: tuple[str, ...] = field(default_factory=tuple)
+
+
+async def _no_setup(uow: Any) -> None:
+    pass
+
+
+async def _commit(store: Any, spec: Spec, seq: int) -> None:
+    async with store.transaction(spec, None) as tx:
+        tx.advance_to(Position(0, seq))
+
+
+async def _woken_after_commit(waiter: Any, committer: Any, spec: Spec, seq: int) -> float:
+    """Seconds from ``committer``'s commit of ``seq`` to ``waiter`` seeing it."""
+    wait = asyncio.create_task(waiter.wait_for_checkpoint(spec.name, Position(0, seq), TIMEOUT))
+    await asyncio.sleep(0.3)
+    assert not wait.done()
+    started = time.perf_counter()
+    await _commit(committer, spec, seq)
+    reached = await wait
+    elapsed = time.perf_counter() - started
+    assert reached == Position(0, seq)
+    return elapsed
+
+
+async def _until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.perf_counter() + timeout
+    while not condition():
+        assert time.perf_counter() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def pg_pair(postgres_url: str, pg_schema: str) -> AsyncIterator[tuple[Any, Any]]:
+    url = f"{postgres_url}?schema={pg_schema}"
+    a: SqlReadStore = await open_read_store(url)
+    b: SqlReadStore = await open_read_store(url)
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+def _pg_listener(store: SqlReadStore) -> Any:
+    return store._driver.listener  # type: ignore[attr-defined]
+
+
+@pytest.mark.postgres
+async def test_postgres_wakeup_survives_listener_loss(
+    pg_pair: tuple[SqlReadStore, SqlReadStore], postgres_url: str
+) -> None:
+    a, b = pg_pair
+    spec = Spec()
+    await b.prepare(spec, _no_setup)
+    healthy = await _woken_after_commit(a, b, spec, 1)
+    print(f"postgres healthy wake-up: {healthy:.3f}s")
+    assert healthy < FAST
+
+    listener = _pg_listener(a)
+    await _until(lambda: listener.server_pid is not None)
+    pid = listener.server_pid
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+
+    after_kill = await _woken_after_commit(a, b, spec, 2)
+    print(f"postgres wake-up after the LISTEN connection was killed: {after_kill:.3f}s")
+    assert after_kill < FAST
+    await _until(lambda: listener.server_pid not in (None, pid))
+    again = await _woken_after_commit(a, b, spec, 3)
+    print(f"postgres wake-up after reconnecting: {again:.3f}s")
+    assert again < FAST
+
+
+@pytest.mark.postgres
+async def test_postgres_close_after_listener_loss_raises_nothing(
+    postgres_url: str, pg_schema: str
+) -> None:
+    a: SqlReadStore = await open_read_store(f"{postgres_url}?schema={pg_schema}")
+    await a.wait_for_checkpoint("lst", Position(0, 1), 0.01)
+    listener = _pg_listener(a)
+    await _until(lambda: listener.server_pid is not None)
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute("SELECT pg_terminate_backend($1)", listener.server_pid)
+    finally:
+        await admin.close()
+    await asyncio.sleep(0.1)
+    await a.close()
