@@ -25,7 +25,9 @@ def test_position_tokens_round_trip(position: Position, token: str) -> None:
     assert Position.parse(token) == position
 
 
-@pytest.mark.parametrize("token", ["", "abc", "1:x", "-1", "1:-3", "1:2:3"])
+@pytest.mark.parametrize(
+    "token", ["", "abc", "1:x", "-1", "1:-3", "1:2:3", "1_000", "\u0661\u0662", str(2**63)]
+)
 def test_bad_tokens_are_refused(token: str) -> None:
     with pytest.raises(ValueError, match="consistency token"):
         Position.parse(token)

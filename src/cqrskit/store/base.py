@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +32,10 @@ NO_STREAM: Final = 0
 """Expected version that requires the stream not to exist yet."""
 
 
+_TOKEN: Final = re.compile(r"(?:(?P<commit>[0-9]{1,20}):)?(?P<seq>[0-9]{1,20})", re.ASCII)
+_MAX_BIGINT: Final = 2**63 - 1
+
+
 @dataclass(frozen=True, order=True, slots=True)
 class Position:
     """A place in the global order of all events.
@@ -49,13 +54,13 @@ class Position:
     @classmethod
     def parse(cls, token: str) -> Self:
         """Read a token made by ``str(position)``; raises ``ValueError`` on anything else."""
-        commit, sep, seq = token.strip().rpartition(":")
-        try:
-            result = cls(int(commit) if sep else 0, int(seq))
-        except ValueError:
-            raise ValueError(f"not a consistency token: {token!r}") from None
-        if result.commit < 0 or result.seq < 0:
+        match = _TOKEN.fullmatch(token.strip())
+        if match is None:
             raise ValueError(f"not a consistency token: {token!r}")
+        commit, seq = match.group("commit"), match.group("seq")
+        result = cls(int(commit) if commit else 0, int(seq))
+        if result.commit > _MAX_BIGINT or result.seq > _MAX_BIGINT:
+            raise ValueError(f"not a consistency token (out of range): {token!r}")
         return result
 
 
