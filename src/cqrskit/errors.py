@@ -12,6 +12,7 @@ __all__ = [
     "CqrsError",
     "DomainError",
     "DuplicateHandler",
+    "EventStoreClosed",
     "EventStoreError",
     "HandlerNotFound",
     "SchemaError",
@@ -83,6 +84,13 @@ class UnknownEventType(CqrsError):
 
 class EventStoreError(CqrsError):
     """The event store failed in a way the caller cannot fix by retrying the same call."""
+
+
+class EventStoreClosed(EventStoreError):
+    """The event store handle was closed; open a new one."""
+
+    def __init__(self) -> None:
+        super().__init__("this event store handle is closed")
 
 
 class SchemaError(EventStoreError):

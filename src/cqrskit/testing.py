@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from cqrskit.aggregate import Aggregate
 from cqrskit.bus import CommandBus, CommandHandler, CommandResult
-from cqrskit.errors import ConcurrencyError, DomainError, UnknownEventType
+from cqrskit.errors import ConcurrencyError, DomainError, EventStoreClosed, UnknownEventType
 from cqrskit.messages import Command, DomainEvent, Metadata
 from cqrskit.middleware import IdempotencyMiddleware
 from cqrskit.repository import Repository, UnitOfWork
@@ -450,6 +450,36 @@ class EventStoreContract:
         # Woken by the append itself, not by a fallback poll (default 1 s or more).
         assert loop.time() - appended < 0.5
         assert await store.wait_for_events(head, timeout=0) is True
+
+    async def test_a_closed_handle_says_so(self, open_store: StoreOpener) -> None:
+        store = await open_store(contract_registry())
+        head = await store.head()
+        waiter = asyncio.create_task(store.wait_for_events(head, timeout=10))
+        await asyncio.sleep(0.05)
+        await store.close()
+        # A waiter blocked at close ends at once with the same clear error.
+        with pytest.raises(EventStoreClosed):
+            await asyncio.wait_for(waiter, 2)
+        with pytest.raises(EventStoreClosed):
+            await store.append(_stream(), [_note("late")])
+        with pytest.raises(EventStoreClosed):
+            await store.read_all()
+        with pytest.raises(EventStoreClosed):
+            await store.wait_for_events(head, timeout=0.1)
+        await store.close()  # closing twice is harmless
+
+    async def test_nul_characters_are_refused_on_every_backend(self, store: EventStore) -> None:
+        head = await store.head()
+        with pytest.raises(ValueError, match="NUL"):
+            await store.append("nul\x00stream", [_note("x")])
+        with pytest.raises(ValueError, match="NUL"):
+            await store.append(_stream(), [_note("a\x00b")])
+        # A backslash followed by "u0000" is ordinary text, not a NUL.
+        stream = _stream()
+        await store.append(stream, [_note("C:\\u0000 is fine")])
+        [recorded] = await store.read_stream(stream)
+        assert getattr(recorded.event, "text", None) == "C:\\u0000 is fine"
+        assert len(await store.read_all(head)) == 1
 
     # -- concurrency ------------------------------------------------------------------
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import orjson
 
+from cqrskit.errors import EventStoreClosed
 from cqrskit.messages import DomainEvent
 from cqrskit.store.base import (
     ANY,
@@ -39,6 +41,11 @@ class EventStoreBase(ABC):
 
     def __init__(self, registry: EventRegistry) -> None:
         self.registry = registry
+        self._closed = False
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise EventStoreClosed()
 
     async def append(
         self,
@@ -57,6 +64,7 @@ class EventStoreBase(ABC):
         self, appends: Sequence[StreamAppend], *, idempotency: Idempotency | None = None
     ) -> AppendResult:
         """Append to several streams in one transaction: all or nothing."""
+        self._ensure_open()
         encoded = self._encode(appends)
         if idempotency is not None and not idempotency.key:
             raise ValueError("an idempotency key must not be empty")
@@ -68,6 +76,10 @@ class EventStoreBase(ABC):
         for append in appends:
             if not append.stream_id:
                 raise ValueError("a stream id must not be empty")
+            if "\x00" in append.stream_id:
+                raise ValueError(
+                    f"a stream id must not contain NUL characters: {append.stream_id!r}"
+                )
             if append.stream_id in seen:
                 raise ValueError(f"stream {append.stream_id!r} appears twice in one append")
             if append.expected_version < ANY:
@@ -79,7 +91,7 @@ class EventStoreBase(ABC):
             encoded.append(
                 EncodedAppend(
                     append.stream_id,
-                    tuple(self.registry.encode(e) for e in append.events),
+                    tuple(_without_nul(self.registry.encode(e)) for e in append.events),
                     append.expected_version,
                 )
             )
@@ -138,3 +150,18 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+# A JSON \u0000 escape not itself escaped (an odd run of backslashes before "u0000").
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _without_nul(event: EncodedEvent) -> EncodedEvent:
+    """``event``, unless its JSON carries a NUL character: refused on every backend alike,
+    since PostgreSQL cannot store one in text or jsonb."""
+    for text in (event.data, event.metadata):
+        if "\\u0000" in text and _NUL_ESCAPE.search(text):
+            raise ValueError(
+                f"{event.event_type}: event data must not contain NUL characters (\\x00)"
+            )
+    return event

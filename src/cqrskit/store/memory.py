@@ -105,15 +105,18 @@ class MemoryEventStore(EventStoreBase):
 
     async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
         """The events of one stream from ``from_version`` on, in version order."""
+        self._ensure_open()
         rows = self.storage.streams.get(stream_id, [])
         return [self._recorded(r) for r in rows[max(from_version, 1) - 1 :]]
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version; 0 when it does not exist."""
+        self._ensure_open()
         return len(self.storage.streams.get(stream_id, ()))
 
     async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
         """Up to ``limit`` events after ``after`` in global order."""
+        self._ensure_open()
         if limit < 1:
             raise ValueError("limit must be >= 1")
         start = after.seq
@@ -121,36 +124,49 @@ class MemoryEventStore(EventStoreBase):
 
     async def head(self) -> Position:
         """The position of the last event."""
+        self._ensure_open()
         return Position(0, len(self.storage.rows))
 
     async def wait_for_events(self, after: Position, timeout: float) -> bool:
         """Wait until an event after ``after`` exists; false on timeout."""
+        self._ensure_open()
         if len(self.storage.rows) > after.seq:
             return True
         cond = self.storage.condition()
         async with cond:
             try:
                 await asyncio.wait_for(
-                    cond.wait_for(lambda: len(self.storage.rows) > after.seq), timeout
+                    cond.wait_for(lambda: len(self.storage.rows) > after.seq or self._closed),
+                    timeout,
                 )
             except TimeoutError:
                 return False
+        self._ensure_open()
         return True
 
     async def find_idempotent(self, key: str) -> AppendResult | None:
         """The result of the append made with idempotency ``key``, if any."""
+        self._ensure_open()
         text = self.storage.idempotency.get(key)
         return None if text is None else load_result(text)
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store ``snapshot``, replacing an older one of the same stream."""
+        self._ensure_open()
         current = self.storage.snapshots.get(snapshot.stream_id)
         if current is None or snapshot.version > current.version:
             self.storage.snapshots[snapshot.stream_id] = snapshot
 
     async def load_snapshot(self, stream_id: str) -> Snapshot | None:
         """The latest snapshot of the stream, if any."""
+        self._ensure_open()
         return self.storage.snapshots.get(stream_id)
 
     async def close(self) -> None:
-        """Nothing to release."""
+        """Close this handle (the storage stays for other handles); wakes its waiters."""
+        if self._closed:
+            return
+        self._closed = True
+        cond = self.storage.condition()
+        async with cond:
+            cond.notify_all()

@@ -424,12 +424,14 @@ class PostgresEventStore(EventStoreBase):
 
     async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
         """The events of one stream from ``from_version`` on, in version order."""
+        self._ensure_open()
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(self._sql_read_stream, stream_id, from_version)
         return self._recorded(rows)
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version; 0 when it does not exist."""
+        self._ensure_open()
         async with self._pool.acquire() as conn:
             return int(await conn.fetchval(self._sql_version, stream_id))
 
@@ -444,6 +446,7 @@ class PostgresEventStore(EventStoreBase):
         Events of transactions at or after the oldest transaction still running are held
         back until it ends, so none can later appear behind a position returned here.
         """
+        self._ensure_open()
         if limit < 1:
             raise ValueError("limit must be >= 1")
         async with self._pool.acquire() as conn:
@@ -452,6 +455,7 @@ class PostgresEventStore(EventStoreBase):
 
     async def head(self) -> Position:
         """The position of the last readable event (``START`` when there is none)."""
+        self._ensure_open()
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(self._sql_head)
         return START if row is None else Position(row[0], row[1])
@@ -464,11 +468,13 @@ class PostgresEventStore(EventStoreBase):
         event held back by an older open transaction is re-checked at short intervals;
         without any notification, waiters look every ``poll_interval``.
         """
+        self._ensure_open()
         self._listener.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         recheck = _RECHECK_FIRST
         while True:
+            self._ensure_open()
             woken = self._wakeups.current()
             async with self._pool.acquire() as conn:
                 readable = await conn.fetchval(self._sql_next_readable, after.commit, after.seq)
@@ -484,19 +490,22 @@ class PostgresEventStore(EventStoreBase):
             else:
                 # Committed, but an older transaction is still open: no notification will
                 # say when it ends, so look again soon, backing off.
-                await asyncio.sleep(min(remaining, recheck))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), min(remaining, recheck))
                 recheck = min(recheck * 2, _RECHECK_MAX)
 
     # -- idempotency and snapshots ------------------------------------------------------
 
     async def find_idempotent(self, key: str) -> AppendResult | None:
         """The result of the append made with idempotency ``key``, if there was one."""
+        self._ensure_open()
         async with self._pool.acquire() as conn:
             text = await conn.fetchval(self._sql_idempotent, key)
         return None if text is None else load_result(text)
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store ``snapshot`` unless the stored one is as new or newer."""
+        self._ensure_open()
         async with self._pool.acquire() as conn:
             await conn.execute(
                 self._sql_save_snapshot,
@@ -509,6 +518,7 @@ class PostgresEventStore(EventStoreBase):
 
     async def load_snapshot(self, stream_id: str) -> Snapshot | None:
         """The latest snapshot of the stream, if any."""
+        self._ensure_open()
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(self._sql_load_snapshot, stream_id)
         if row is None:
@@ -517,7 +527,12 @@ class PostgresEventStore(EventStoreBase):
         return Snapshot(stream_id, version, aggregate_type, schema_version, orjson.loads(state))
 
     async def close(self) -> None:
-        """Stop listening and notifying, and close every connection."""
+        """Stop listening and notifying, and close every connection; waiters end with
+        EventStoreClosed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wakeups.fire()
         notifier, self._notifier = self._notifier, None
         if notifier is not None:
             notifier.cancel()

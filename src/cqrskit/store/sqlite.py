@@ -188,6 +188,7 @@ class SqliteEventStore(EventStoreBase):
 
     async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
         """The events of one stream from ``from_version`` on, in version order."""
+        self._ensure_open()
         return await self._read_events(
             f"{_SELECT_EVENT} WHERE stream_id = ? AND version >= ? ORDER BY version",
             (stream_id, from_version),
@@ -195,10 +196,12 @@ class SqliteEventStore(EventStoreBase):
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version; 0 when it does not exist."""
+        self._ensure_open()
         return await self._reader.run(lambda db: _stream_version(db, stream_id))
 
     async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
         """Up to ``limit`` events after ``after`` in global order."""
+        self._ensure_open()
         if limit < 1:
             raise ValueError("limit must be >= 1")
         return await self._read_events(
@@ -207,6 +210,7 @@ class SqliteEventStore(EventStoreBase):
 
     async def head(self) -> Position:
         """The position of the last event."""
+        self._ensure_open()
         return Position(0, await self._reader.run(_max_position))
 
     async def wait_for_events(self, after: Position, timeout: float) -> bool:
@@ -215,6 +219,7 @@ class SqliteEventStore(EventStoreBase):
         Appends through this handle wake waiters at once; appends by other processes are
         noticed within ``poll_interval``.
         """
+        self._ensure_open()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -235,11 +240,13 @@ class SqliteEventStore(EventStoreBase):
 
     async def find_idempotent(self, key: str) -> AppendResult | None:
         """The result of the append made with idempotency ``key``, if any."""
+        self._ensure_open()
         text = await self._reader.run(lambda db: _idempotency_result(db, key))
         return None if text is None else load_result(text)
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store ``snapshot``, replacing an older one of the same stream."""
+        self._ensure_open()
         state = orjson.dumps(snapshot.state).decode()
 
         def write(db: sqlite3.Connection) -> None:
@@ -263,6 +270,7 @@ class SqliteEventStore(EventStoreBase):
 
     async def load_snapshot(self, stream_id: str) -> Snapshot | None:
         """The latest snapshot of the stream, if any."""
+        self._ensure_open()
 
         def read(db: sqlite3.Connection) -> Snapshot | None:
             row = db.execute(
@@ -277,8 +285,14 @@ class SqliteEventStore(EventStoreBase):
         return await self._reader.run(read)
 
     async def close(self) -> None:
-        """Close both connections and their threads."""
-        await self._writer.close()
+        """Close both connections and their threads; waiters end with EventStoreClosed."""
+        if self._closed:
+            return
+        self._closed = True
+        async with self._changed:
+            self._changed.notify_all()
+        async with self._write_lock:  # the append in flight finishes first
+            await self._writer.close()
         await self._reader.close()
 
 
