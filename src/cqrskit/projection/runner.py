@@ -29,7 +29,7 @@ from cqrskit.projection.base import (
 )
 from cqrskit.projection.leases import Lease, Leases, LocalLeases
 from cqrskit.projection.metrics import ProjectionMetrics
-from cqrskit.readstore.base import CheckpointConflict, ParkedEvent, ReadStore
+from cqrskit.readstore.base import CheckpointConflict, ParkedEvent, ReadStore, no_parked_event
 from cqrskit.store.base import EventStore, Position, RecordedEvent
 
 __all__ = ["ProgressCallback", "ProjectionRunner"]
@@ -682,19 +682,26 @@ class ProjectionRunner:
         worker = self._worker(name)
         return await worker.store.parked_events(name, worker.projection.version)
 
+    async def _parked_entry(self, worker: _Worker, parked_id: str) -> ParkedEvent:
+        version = worker.projection.version
+        for entry in await worker.store.parked_events(worker.name, version):
+            if entry.id == parked_id:
+                return entry
+        raise no_parked_event(worker.name, version, parked_id)
+
     async def retry_parked(self, name: str, parked_id: str) -> None:
         """Handle a parked event again (after fixing the cause) and unpark it on success.
 
         The event's effects and its removal from the parked list commit together; if it
         fails again, the error propagates and it stays parked. Parked events are handled
         out of their original order, so their effects must not depend on it.
+
+        Raises :class:`LookupError` if ``parked_id`` is not parked, also when a concurrent
+        retry or discard of the same event committed first: then nothing is applied.
         """
         worker = self._worker(name)
         projection = worker.projection
-        parked = {p.id: p for p in await self.parked(name)}
-        if parked_id not in parked:
-            raise LookupError(f"{name}: no parked event {parked_id!r}")
-        entry = parked[parked_id]
+        entry = await self._parked_entry(worker, parked_id)
         events = await self.event_store.read_stream(entry.stream_id, entry.stream_version)
         if not events or events[0].version != entry.stream_version:
             raise LookupError(f"{name}: parked event {parked_id!r} is gone from the event store")

@@ -26,6 +26,7 @@ __all__ = [
     "ReadStore",
     "ReadTransaction",
     "SetupHook",
+    "no_parked_event",
     "physical_table",
 ]
 
@@ -93,6 +94,11 @@ def physical_table(projection: str, logical: str, version: int) -> str:
     return f"{projection}__{logical}_v{version}"
 
 
+def no_parked_event(projection: str, version: int, parked_id: str) -> LookupError:
+    """The error for unparking an id that is not (or no longer) parked."""
+    return LookupError(f"no parked event {parked_id!r} for {projection} v{version}")
+
+
 def resolve_tables(sql: str, tables: Mapping[str, str]) -> str:
     """Replace ``{logical}`` placeholders naming known tables; leave other braces alone."""
 
@@ -130,7 +136,11 @@ class ReadTransaction(Generic[U_co]):
         self.parked.append((event, error, attempts))
 
     def unpark(self, parked_id: str) -> None:
-        """Remove a parked event with this transaction (it was retried or discarded)."""
+        """Remove a parked event with this transaction (it was retried or discarded).
+
+        A guard: the commit fails with :class:`LookupError` (and applies nothing) unless
+        the event is still parked then, so two concurrent retries cannot both apply it.
+        """
         self.unparked.append(parked_id)
 
     def go_live(self) -> None:

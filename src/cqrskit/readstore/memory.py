@@ -15,6 +15,7 @@ from cqrskit.readstore.base import (
     ProjectionSpec,
     ReadTransaction,
     SetupHook,
+    no_parked_event,
     wait_with_signal,
 )
 from cqrskit.store.base import START, Position
@@ -119,6 +120,12 @@ class MemoryReadStore:
             raise CheckpointConflict(
                 projection.name, projection.version, expected, state.checkpoint
             )
+        # Unparking is a guard: an id no longer parked (another retry won) fails it all.
+        unparked: set[str] = set()
+        for parked_id in tx.unparked:
+            if parked_id not in state.parked or parked_id in unparked:
+                raise no_parked_event(projection.name, projection.version, parked_id)
+            unparked.add(parked_id)
         tx.uow._apply()
         now = datetime.now(UTC)
         for event, error, attempts in tx.parked:
@@ -136,7 +143,7 @@ class MemoryReadStore:
             )
             state.parked[parked.id] = parked
         for parked_id in tx.unparked:
-            state.parked.pop(parked_id, None)
+            del state.parked[parked_id]
         if tx.new_checkpoint is not None:
             state.checkpoint = tx.new_checkpoint
         if tx.switch_live:

@@ -28,6 +28,7 @@ from cqrskit.readstore.base import (
     ProjectionSpec,
     ReadTransaction,
     SetupHook,
+    no_parked_event,
     physical_table,
     resolve_tables,
     wait_with_signal,
@@ -73,6 +74,11 @@ META_TABLES: Final = (
         parked_at TEXT NOT NULL,
         PRIMARY KEY (projection, version, commit_id, seq)
     )""",
+)
+
+UNPARK_SQL: Final = (
+    "DELETE FROM cqrskit_parked_events WHERE projection = ? AND version = ? "
+    "AND commit_id = ? AND seq = ?"
 )
 
 LIVE_TABLES_SQL: Final = (
@@ -306,7 +312,10 @@ class SqlReadStore:
             statements += self._bookkeeping(name, version, expected, tx)
             try:
                 await sql_tx.commit(statements)
-            except RowCountMismatch:
+            except RowCountMismatch as exc:
+                if exc.args and exc.args[0] == UNPARK_SQL:
+                    # Another transaction unparked (retried or discarded) the event first.
+                    raise await self._missing_parked(name, version, tx.unparked) from None
                 raise CheckpointConflict(
                     name, version, expected or Position(0, 0), await self.checkpoint(name, version)
                 ) from None
@@ -344,13 +353,13 @@ class SqlReadStore:
                 )
             )
         for parked_id in tx.unparked:
-            position = Position.parse(parked_id)
+            try:
+                position = Position.parse(parked_id)
+            except ValueError:
+                raise no_parked_event(name, version, parked_id) from None
+            # A guard: exactly one row, or the event is no longer parked and all rolls back.
             statements.append(
-                Statement(
-                    "DELETE FROM cqrskit_parked_events WHERE projection = ? AND version = ? "
-                    "AND commit_id = ? AND seq = ?",
-                    [(name, version, position.commit, position.seq)],
-                )
+                Statement(UNPARK_SQL, [(name, version, position.commit, position.seq)], 1)
             )
         if expected is not None or tx.new_checkpoint is not None:
             target = tx.new_checkpoint or expected
@@ -379,6 +388,16 @@ class SqlReadStore:
                 Statement("SELECT pg_notify(?, ?)", [(self._driver.notify_channel, name)])
             )
         return statements
+
+    async def _missing_parked(self, name: str, version: int, ids: list[str]) -> LookupError:
+        """The error for a failed unpark guard, naming the id that is no longer parked."""
+        parked = {p.id for p in await self.parked_events(name, version)}
+        seen: set[str] = set()
+        for parked_id in ids:
+            if parked_id not in parked or parked_id in seen:
+                return no_parked_event(name, version, parked_id)
+            seen.add(parked_id)
+        return no_parked_event(name, version, ids[0])
 
     async def checkpoint(self, projection: str, version: int) -> Position | None:
         """The checkpoint of one projection version."""
