@@ -128,3 +128,46 @@ async def test_unparking_an_event_no_longer_parked_rolls_the_transaction_back(
     assert await harness.counts() == {"acc-1": 2}
     assert await store.checkpoint("tally", 1) == checkpoint
     assert await store.parked_events("tally", 1) == []
+
+
+# -- BUG 7: discarding an id that is not parked --------------------------------------------
+
+
+@pytest.mark.parametrize("parked_id", ["garbage", "999:999", ""])
+async def test_discarding_an_unknown_or_malformed_id_raises_and_changes_nothing(
+    harness: ReadModelHarness[Any], parked_id: str
+) -> None:
+    events = MemoryEventStore(tick_registry())
+    runner = await _runner_with_a_parked_event(harness, events, {"bad"})
+    async with runner:
+        await _settled(runner, events)
+        parked = await runner.parked("tally")
+        assert len(parked) == 1
+        with pytest.raises(LookupError) as raised:
+            await runner.discard_parked("tally", parked_id)
+        assert str(raised.value) == f"no parked event {parked_id!r} for tally v1"
+        assert await runner.parked("tally") == parked
+        assert runner.status("tally").parked == 1
+        assert _parked_gauge(runner) == 1.0
+        # The real one still goes, once.
+        await runner.discard_parked("tally", parked[0].id)
+        with pytest.raises(LookupError, match="no parked event"):
+            await runner.discard_parked("tally", parked[0].id)
+        assert await runner.parked("tally") == []
+        assert runner.status("tally").parked == 0
+        assert _parked_gauge(runner) == 0.0
+    assert await harness.counts() == {"acc-1": 2}
+
+
+async def test_unparking_a_malformed_id_in_a_transaction_raises_lookup_error(
+    harness: ReadModelHarness[Any],
+) -> None:
+    projection = harness.tally()
+    await harness.store.prepare(projection, projection.setup)
+
+    async def unpark() -> None:
+        async with harness.store.transaction(projection, None) as tx:
+            tx.unpark("not-a-token")
+
+    with pytest.raises(LookupError, match="no parked event 'not-a-token' for tally v1"):
+        await unpark()

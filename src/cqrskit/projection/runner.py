@@ -712,8 +712,13 @@ class ProjectionRunner:
         self.metrics.parked.labels(name).set(worker.parked)
 
     async def discard_parked(self, name: str, parked_id: str) -> None:
-        """Drop a parked event for good, without handling it."""
+        """Drop a parked event for good, without handling it.
+
+        Raises :class:`LookupError` if ``parked_id`` is not parked (unknown, malformed, or
+        already retried or discarded, also by a concurrent call that committed first).
+        """
         worker = self._worker(name)
+        await self._parked_entry(worker, parked_id)
         async with worker.store.transaction(worker.projection, None) as tx:
             tx.unpark(parked_id)
         worker.parked = max(0, worker.parked - 1)
