@@ -1,17 +1,19 @@
-"""Read stores' cross-process wake-ups survive a lost connection."""
+"""Read stores' cross-process wake-ups survive a lost connection; Redis key and parked guards."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
-from cqrskit.readstore import SqlReadStore, open_read_store
+from cqrskit.readstore import RedisReadStore, SqlReadStore, open_read_store
 from cqrskit.store.base import Position
 
 TIMEOUT = 10.0
@@ -115,5 +117,73 @@ async def test_postgres_close_after_listener_loss_raises_nothing(
         await admin.execute("SELECT pg_terminate_backend($1)", listener.server_pid)
     finally:
         await admin.close()
+    await asyncio.sleep(0.1)
+    await a.close()
+
+
+# -- Redis ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"cqrskit-test:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+async def redis_admin(redis_url: str, redis_prefix: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    # Every prefix a test uses starts with redis_prefix, which has no glob metacharacters.
+    keys = [k async for k in client.scan_iter(match=redis_prefix + "*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+async def redis_pair(redis_url: str, redis_prefix: str) -> AsyncIterator[tuple[Any, Any]]:
+    a = RedisReadStore.from_url(redis_url, redis_prefix)
+    b = RedisReadStore.from_url(redis_url, redis_prefix)
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def _kill_pubsub(admin: Redis) -> int:
+    killed = await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    return int(killed)
+
+
+@pytest.mark.redis
+async def test_redis_wakeup_survives_pubsub_loss(
+    redis_pair: tuple[RedisReadStore, RedisReadStore], redis_admin: Redis
+) -> None:
+    a, b = redis_pair
+    spec = Spec()
+    await b.prepare(spec, _no_setup)
+    healthy = await _woken_after_commit(a, b, spec, 1)
+    print(f"redis healthy wake-up: {healthy:.3f}s")
+    assert healthy < FAST
+
+    assert await _kill_pubsub(redis_admin) >= 1
+    after_kill = await _woken_after_commit(a, b, spec, 2)
+    print(f"redis wake-up after the pub/sub connection was killed: {after_kill:.3f}s")
+    assert after_kill < FAST
+    await _until(a.listening.is_set)
+    again = await _woken_after_commit(a, b, spec, 3)
+    print(f"redis wake-up after resubscribing: {again:.3f}s")
+    assert again < FAST
+
+
+@pytest.mark.redis
+async def test_redis_close_after_pubsub_loss_raises_nothing(
+    redis_url: str, redis_prefix: str, redis_admin: Redis
+) -> None:
+    a = RedisReadStore.from_url(redis_url, redis_prefix)
+    await a.wait_for_checkpoint("lst", Position(0, 1), 0.01)
+    await _until(a.listening.is_set)
+    assert await _kill_pubsub(redis_admin) >= 1
     await asyncio.sleep(0.1)
     await a.close()

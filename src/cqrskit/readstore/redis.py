@@ -5,12 +5,18 @@ apply all together or not at all. The checkpoint key is ``WATCH``ed, so a batch 
 if no other runner moved the checkpoint meanwhile. Reads made inside a batch (through
 ``uow.client``) do not see the batch's own queued writes: write with commands that compute
 on the server (``HINCRBY``, ``HSET``, ...) rather than read-modify-write.
+
+Waiters in other processes are woken through pub/sub. The subscription is re-made (with
+backoff) whenever its connection drops, and waiters are woken after every (re)subscribe,
+since messages published meanwhile are gone; a slow heartbeat also wakes them, so that a
+lost connection costs a waiter at most a heartbeat, never its whole timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -19,7 +25,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline, PubSub
-from redis.exceptions import WatchError
+from redis.exceptions import RedisError, WatchError
 
 from cqrskit._signal import Signal
 from cqrskit.readstore.base import (
@@ -33,6 +39,11 @@ from cqrskit.readstore.base import (
 from cqrskit.store.base import START, Position
 
 __all__ = ["RedisReadStore", "RedisUnitOfWork"]
+
+_log = logging.getLogger("cqrskit.readstore.redis")
+
+_CONNECTION_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError)
+"""What redis-py raises when the server or the network goes away."""
 
 
 def _text(value: Any) -> str:
@@ -61,12 +72,22 @@ class RedisReadStore:
     ``{prefix}live`` (projection -> live version), ``{prefix}checkpoint:...`` and
     ``{prefix}parked:...``; commits publish on ``{prefix}checkpoints``."""
 
+    heartbeat_interval = 5.0
+    """Seconds between fallback wake-ups while subscribed."""
+    reconnecting_heartbeat_interval = 0.5
+    """Seconds between fallback wake-ups while the subscription is down."""
+    max_retry_delay = 2.0
+    """The longest pause between two attempts to subscribe again."""
+
     def __init__(self, client: Redis, prefix: str = "cqrskit:") -> None:
         self.client = client
         self._prefix = prefix
         self._signal = Signal()
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+        """Set while the pub/sub subscription is in place (tests wait on it)."""
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "cqrskit:") -> RedisReadStore:
@@ -191,19 +212,47 @@ class RedisReadStore:
         return self.version_prefix(projection, version)
 
     async def _listen(self) -> None:
-        assert self._pubsub is not None
-        async for message in self._pubsub.listen():
-            if message.get("type") == "message":
+        """Stay subscribed to the checkpoint channel, subscribing again when it drops."""
+        delay = 0.05
+        while True:
+            pubsub = self.client.pubsub()
+            self._pubsub = pubsub
+            try:
+                await pubsub.subscribe(self._channel)
+                self.listening.set()
+                delay = 0.05
+                # Commits made while nobody listened published messages that are gone.
                 self._signal.fire()
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._signal.fire()
+                _log.warning("read store subscription ended; subscribing again")
+            except Exception as exc:
+                # Whatever went wrong, a fresh subscription is the way back.
+                _log.warning("read store subscription lost (subscribing again): %r", exc)
+            finally:
+                self.listening.clear()
+                self._pubsub = None
+                await _close_quietly(pubsub)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_retry_delay)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(
+                self.heartbeat_interval
+                if self.listening.is_set()
+                else self.reconnecting_heartbeat_interval
+            )
+            self._signal.fire()
 
     async def wait_for_checkpoint(
         self, projection: str, position: Position, timeout: float
     ) -> Position | None:
         """Wait until the live checkpoint reaches ``position``; woken by pub/sub."""
-        if self._pubsub is None:
-            self._pubsub = self.client.pubsub()
-            await self._pubsub.subscribe(self._channel)
-            self._listener = asyncio.create_task(self._listen())
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="cqrskit-redis-listen")
+            self._heartbeat = asyncio.create_task(self._beat(), name="cqrskit-redis-heartbeat")
         return await wait_with_signal(
             self._signal, self.live_checkpoint, projection, position, timeout
         )
@@ -251,11 +300,24 @@ class RedisReadStore:
         await self.client.unlink(*batch)
 
     async def close(self) -> None:
-        """Stop listening and close the connection pool."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-        if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        await self.client.aclose()
+        """Stop listening and close the connection pool (whatever state the listener is in)."""
+        try:
+            for task in (self._heartbeat, self._listener):
+                if task is not None:
+                    task.cancel()
+                    # A listener that died has nothing left to report at close.
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            self._heartbeat = self._listener = None
+            pubsub, self._pubsub = self._pubsub, None
+            if pubsub is not None:
+                await _close_quietly(pubsub)
+        finally:
+            await self.client.aclose()
+
+
+async def _close_quietly(pubsub: PubSub) -> None:
+    try:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+    except _CONNECTION_ERRORS as exc:
+        _log.debug("closing a lost subscription: %r", exc)
