@@ -187,3 +187,29 @@ async def test_redis_close_after_pubsub_loss_raises_nothing(
     assert await _kill_pubsub(redis_admin) >= 1
     await asyncio.sleep(0.1)
     await a.close()
+
+
+@pytest.mark.redis
+async def test_redis_drop_version_only_deletes_its_own_keys(
+    redis_url: str, redis_prefix: str, redis_admin: Redis
+) -> None:
+    # "x[1]:" read as a glob matches "x1:": the other store's keys must survive.
+    mine = RedisReadStore.from_url(redis_url, redis_prefix + "x[1]:")
+    other = RedisReadStore.from_url(redis_url, redis_prefix + "x1:")
+    try:
+        for store in (mine, other):
+            for version in (1, 2):
+                await store.prepare(Spec("orders", version), _no_setup)
+            async with store.transaction(Spec("orders", 1), None) as tx:
+                tx.uow.pipe.set(tx.uow.key("row", "o1"), "data")
+                tx.advance_to(Position(0, 1))
+            async with store.transaction(Spec("orders", 2), None) as tx:
+                tx.go_live()
+        await mine.drop_version("orders", 1)
+        assert await redis_admin.get(mine.version_prefix("orders", 1) + "row:o1") is None
+        assert await mine.checkpoint("orders", 1) is None
+        assert await redis_admin.get(other.version_prefix("orders", 1) + "row:o1") == b"data"
+        assert await other.checkpoint("orders", 1) == Position(0, 1)
+    finally:
+        await mine.close()
+        await other.close()

@@ -46,6 +46,11 @@ _CONNECTION_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutE
 """What redis-py raises when the server or the network goes away."""
 
 
+def glob_escape(literal: str) -> str:
+    """``literal`` as a Redis glob pattern (``SCAN MATCH``) that matches only itself."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in literal)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -290,7 +295,7 @@ class RedisReadStore:
             raise ValueError(f"{projection} v{version} is live; switch before dropping it")
         batch: list[Any] = []
         async for key in self.client.scan_iter(
-            match=self.version_prefix(projection, version) + "*", count=1000
+            match=glob_escape(self.version_prefix(projection, version)) + "*", count=1000
         ):
             batch.append(key)
             if len(batch) >= 1000:
