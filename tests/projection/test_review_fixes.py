@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -17,7 +20,13 @@ from cqrskit.projection.testing import (
     eventually,
     tick_registry,
 )
-from cqrskit.readstore import MemoryReadStore, SqlReadStore
+from cqrskit.readstore import MemoryReadStore, SqlReadStore, SqlUnitOfWork
+from cqrskit.readstore.base import (
+    MAX_TABLE_NAME_BYTES,
+    check_name,
+    check_projection,
+    physical_table,
+)
 from cqrskit.store import MemoryEventStore, RecordedEvent
 
 
@@ -171,3 +180,94 @@ async def test_unparking_a_malformed_id_in_a_transaction_raises_lookup_error(
 
     with pytest.raises(LookupError, match="no parked event 'not-a-token' for tally v1"):
         await unpark()
+
+
+# -- BUG 2: physical table names that collide or get truncated -----------------------------
+
+
+@dataclass
+class Spec:
+    name: str
+    version: int
+    tables: Sequence[str]
+
+
+@pytest.mark.parametrize("name", ["order_summary", "shop", "a1", "v2_orders_2024"])
+def test_plain_names_are_accepted(name: str) -> None:
+    check_name("projection", name)
+    check_name("table", name)
+
+
+@pytest.mark.parametrize(
+    "name", ["shop__order", "order__lines", "a___b", "shop_", "_lines", "_", "Orders", "1st", ""]
+)
+def test_names_that_could_collide_are_rejected(name: str) -> None:
+    for kind in ("projection", "table"):
+        with pytest.raises(ValueError, match=rf"{kind} name {name!r} must match .*no '__'"):
+            check_name(kind, name)
+
+
+def test_the_reviewed_collisions_are_rejected_before_they_happen() -> None:
+    # Both pairs used to map to shop__order__lines_v1 (and a___b_v1).
+    assert physical_table("shop", "order__lines", 1) == physical_table("shop__order", "lines", 1)
+    assert physical_table("a_", "b", 1) == physical_table("a", "_b", 1)
+    for spec in (
+        Spec("shop", 1, ["order__lines"]),
+        Spec("shop__order", 1, ["lines"]),
+        Spec("a_", 1, ["b"]),
+        Spec("a", 1, ["_b"]),
+    ):
+        with pytest.raises(ValueError, match="must match"):
+            check_projection(spec)
+
+
+def test_physical_names_over_63_bytes_are_rejected_with_the_limit_named() -> None:
+    assert MAX_TABLE_NAME_BYTES == 63
+    fits = Spec("p" * 52, 1, ["orders"])  # p...p__orders_v1: 52 + 2 + 6 + 3 = 63 bytes
+    assert len(physical_table(fits.name, "orders", 1)) == 63
+    check_projection(fits)
+    with pytest.raises(ValueError, match="63-byte limit of PostgreSQL identifiers"):
+        check_projection(Spec("p" * 52, 10, ["orders"]))  # the version's digits count too
+    with pytest.raises(ValueError, match=r"table 'line_items' .* \(67 bytes\), over the 63-byte"):
+        check_projection(Spec("p" * 52, 1, ["orders", "line_items"]))
+    # The reviewer's case: v1 and v2 would both be truncated to the same 63 bytes.
+    with pytest.raises(ValueError, match="63-byte limit"):
+        check_projection(Spec("p" * 56, 1, ["orders"]))
+
+
+async def _create_orders(uow: SqlUnitOfWork) -> None:
+    await uow.execute("CREATE TABLE {orders} (id TEXT PRIMARY KEY)")
+
+
+async def test_sqlite_prepare_rejects_colliding_names(sqlite_read_store: SqlReadStore) -> None:
+    for spec in (Spec("shop", 1, ["order__lines"]), Spec("shop__order", 1, ["lines"])):
+        with pytest.raises(ValueError, match="no '__'"):
+            await sqlite_read_store.prepare(spec, _create_orders)
+    assert await sqlite_read_store.checkpoint("shop", 1) is None
+    assert await sqlite_read_store.checkpoint("shop__order", 1) is None
+
+
+@pytest.mark.postgres
+async def test_postgres_prepare_rejects_a_long_name_before_creating_anything(
+    pg_read_store: SqlReadStore, postgres_url: str, pg_schema: str
+) -> None:
+    name = "p" * 56
+    with pytest.raises(ValueError, match="63-byte limit of PostgreSQL identifiers"):
+        await pg_read_store.prepare(Spec(name, 1, ["orders"]), _create_orders)
+    assert await pg_read_store.checkpoint(name, 1) is None
+    assert await pg_read_store.live_version(name) is None
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1",
+            pg_schema,
+        )
+    finally:
+        await conn.close()
+    # Only the bookkeeping tables exist: no (truncated) projection table was created.
+    assert {r["table_name"] for r in tables} == {
+        "cqrskit_projections",
+        "cqrskit_checkpoints",
+        "cqrskit_projection_tables",
+        "cqrskit_parked_events",
+    }

@@ -20,12 +20,15 @@ from cqrskit.errors import CqrsError
 from cqrskit.store.base import Position, RecordedEvent
 
 __all__ = [
+    "MAX_TABLE_NAME_BYTES",
     "CheckpointConflict",
     "ParkedEvent",
     "ProjectionSpec",
     "ReadStore",
     "ReadTransaction",
     "SetupHook",
+    "check_name",
+    "check_projection",
     "no_parked_event",
     "physical_table",
 ]
@@ -87,6 +90,46 @@ class ProjectionSpec(Protocol):
 
 
 _TABLE_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+# Lowercase words of letters and digits joined by single underscores: no "__" (the
+# separator in physical table names) and no leading or trailing "_" (which would form one
+# next to the separator: "a_" + "__" + "b" == "a" + "__" + "_b").
+_NAME = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
+
+MAX_TABLE_NAME_BYTES = 63
+"""PostgreSQL's identifier limit: longer names are silently truncated (and may collide)."""
+
+
+def check_name(kind: str, name: str) -> None:
+    """Projection and logical table names: plain identifiers that cannot collide.
+
+    Physical tables are ``{projection}__{logical}_v{version}``, so a name may not contain
+    ``__`` nor start or end with ``_``; then no two (projection, table) pairs share one.
+    """
+    if not _NAME.match(name):
+        raise ValueError(
+            f"{kind} name {name!r} must match [a-z][a-z0-9]*(_[a-z0-9]+)*: lowercase "
+            "letters, digits and single underscores, starting with a letter (no '__', no "
+            "leading or trailing '_')"
+        )
+
+
+def check_projection(projection: ProjectionSpec) -> None:
+    """Check a projection's names and that its physical table names fit in 63 bytes."""
+    check_name("projection", projection.name)
+    for logical in projection.tables:
+        check_name("table", logical)
+    for logical in projection.tables:
+        physical = physical_table(projection.name, logical, projection.version)
+        size = len(physical.encode())
+        if size > MAX_TABLE_NAME_BYTES:
+            raise ValueError(
+                f"table {logical!r} of projection {projection.name} v{projection.version} "
+                f"would be named {physical!r} ({size} bytes), over the "
+                f"{MAX_TABLE_NAME_BYTES}-byte limit of PostgreSQL identifiers: "
+                "use a shorter projection or table name"
+            )
 
 
 def physical_table(projection: str, logical: str, version: int) -> str:

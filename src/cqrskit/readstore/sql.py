@@ -13,7 +13,6 @@ inside a transaction always see its own writes.
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -28,6 +27,8 @@ from cqrskit.readstore.base import (
     ProjectionSpec,
     ReadTransaction,
     SetupHook,
+    check_name,
+    check_projection,
     no_parked_event,
     physical_table,
     resolve_tables,
@@ -35,11 +36,9 @@ from cqrskit.readstore.base import (
 )
 from cqrskit.store.base import Position
 
-__all__ = ["SqlReadStore", "SqlUnitOfWork"]
+__all__ = ["SqlReadStore", "SqlUnitOfWork", "check_name"]
 
 Row = dict[str, Any]
-
-_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 META_TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS cqrskit_projections (
@@ -203,12 +202,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def check_name(kind: str, name: str) -> None:
-    """Projection and table names become SQL identifiers: keep them plain."""
-    if not _NAME.match(name):
-        raise ValueError(f"{kind} name {name!r} must match [a-z_][a-z0-9_]*")
-
-
 class SqlReadStore:
     """Read models in SQLite or PostgreSQL tables; open with ``open_read_store``.
 
@@ -236,10 +229,12 @@ class SqlReadStore:
             await tx.commit(statements)
 
     async def prepare(self, projection: ProjectionSpec, setup: SetupHook[SqlUnitOfWork]) -> bool:
-        """Create a projection version's tables once, and make the first version live."""
-        check_name("projection", projection.name)
-        for logical in projection.tables:
-            check_name("table", logical)
+        """Create a projection version's tables once, and make the first version live.
+
+        Raises :class:`ValueError` first (before touching the database) for names that
+        could collide: see :func:`~cqrskit.readstore.base.check_projection`.
+        """
+        check_projection(projection)
         if await self.checkpoint(projection.name, projection.version) is not None:
             return False
         tables = {
