@@ -213,3 +213,17 @@ async def test_redis_drop_version_only_deletes_its_own_keys(
     finally:
         await mine.close()
         await other.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("name", ["a__b", "Orders", "a:b", "x*", "_a"])
+async def test_redis_refuses_projection_names_that_could_collide(
+    redis_read_store: RedisReadStore, name: str
+) -> None:
+    with pytest.raises(ValueError, match="projection name"):
+        await redis_read_store.prepare(Spec(name), _no_setup)
+    with pytest.raises(ValueError, match="projection name"):
+        async with redis_read_store.transaction(Spec(name), None):
+            pass
+    with pytest.raises(ValueError, match="projection name"):
+        await redis_read_store.drop_version(name, 1)

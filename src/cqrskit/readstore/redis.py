@@ -34,6 +34,7 @@ from cqrskit.readstore.base import (
     ProjectionSpec,
     ReadTransaction,
     SetupHook,
+    check_name,
     wait_with_signal,
 )
 from cqrskit.store.base import START, Position
@@ -125,6 +126,7 @@ class RedisReadStore:
     async def prepare(self, projection: ProjectionSpec, setup: SetupHook[RedisUnitOfWork]) -> bool:
         """Create the version's checkpoint once (and make the first version live)."""
         name, version = projection.name, projection.version
+        check_name("projection", name)
         key = self._checkpoint_key(name, version)
         async with self.client.pipeline(transaction=True) as pipe:
             await pipe.watch(key)
@@ -148,6 +150,7 @@ class RedisReadStore:
     ) -> AsyncIterator[ReadTransaction[RedisUnitOfWork]]:
         """One ``MULTI``/``EXEC`` over a projection version, guarded by its checkpoint."""
         name, version = projection.name, projection.version
+        check_name("projection", name)
         key = self._checkpoint_key(name, version)
         async with self.client.pipeline(transaction=True) as pipe:
             if expected is not None:
@@ -291,6 +294,7 @@ class RedisReadStore:
 
     async def drop_version(self, projection: str, version: int) -> None:
         """Delete a version's keys, checkpoint and parked events."""
+        check_name("projection", projection)
         if await self.live_version(projection) == version:
             raise ValueError(f"{projection} v{version} is live; switch before dropping it")
         batch: list[Any] = []
