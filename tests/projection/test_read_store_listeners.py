@@ -7,14 +7,21 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from cqrskit.messages import DomainEvent
 from cqrskit.readstore import RedisReadStore, SqlReadStore, open_read_store
-from cqrskit.store.base import Position
+from cqrskit.store.base import START, Position, RecordedEvent
+
+
+class Paid(DomainEvent):
+    amount: int
+
 
 TIMEOUT = 10.0
 FAST = 2.0
@@ -227,3 +234,70 @@ async def test_redis_refuses_projection_names_that_could_collide(
             pass
     with pytest.raises(ValueError, match="projection name"):
         await redis_read_store.drop_version(name, 1)
+
+
+# -- Redis: unparking is a commit guard ---------------------------------------------------
+
+
+async def _park(store: RedisReadStore, spec: Spec, seq: int) -> str:
+    event = RecordedEvent("acc-1", seq, Position(1, seq), Paid(amount=1), datetime.now(UTC))
+    async with store.transaction(spec, None) as tx:
+        tx.park(event, "boom", 1)
+    return str(event.position)
+
+
+async def _retry(store: RedisReadStore, spec: Spec, parked_id: str, both_in: Any) -> None:
+    async with store.transaction(spec, None) as tx:
+        tx.uow.pipe.hincrby(tx.uow.key("totals"), "sum", 1)
+        tx.unpark(parked_id)
+        await both_in.wait()  # both transactions are open before either commits
+
+
+@pytest.mark.redis
+async def test_redis_concurrent_unparks_of_one_event_commit_once(
+    redis_read_store: RedisReadStore,
+) -> None:
+    store, spec = redis_read_store, Spec("totals")
+    await store.prepare(spec, _no_setup)
+    total = store.version_prefix(spec.name, spec.version) + "totals"
+    for round_ in range(1, 6):
+        parked_id = await _park(store, spec, round_)
+        both_in = asyncio.Barrier(2)
+        results = await asyncio.gather(
+            _retry(store, spec, parked_id, both_in),
+            _retry(store, spec, parked_id, both_in),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if r is not None]
+        assert len(failures) == 1, results
+        assert isinstance(failures[0], LookupError)
+        assert str(failures[0]) == f"no parked event {parked_id!r} for totals v1"
+        assert int(await store.client.hget(total, "sum")) == round_  # applied exactly once
+        assert await store.parked_events("totals") == []
+
+
+@pytest.mark.redis
+async def test_redis_unpark_of_an_unknown_id_applies_nothing(
+    redis_read_store: RedisReadStore,
+) -> None:
+    store, spec = redis_read_store, Spec("totals")
+    await store.prepare(spec, _no_setup)
+    parked_id = await _park(store, spec, 1)
+    total = store.version_prefix(spec.name, spec.version) + "totals"
+
+    async def unpark(expected: Position | None, *ids: str) -> None:
+        async with store.transaction(spec, expected) as tx:
+            tx.uow.pipe.hincrby(total, "sum", 1)
+            tx.advance_to(Position(5, 0))
+            for parked_id in ids:
+                tx.unpark(parked_id)
+
+    for bad in ("9:9", "not-an-id"):
+        with pytest.raises(LookupError) as raised:
+            await unpark(START, parked_id, bad)
+        assert str(raised.value) == f"no parked event {bad!r} for totals v1"
+    with pytest.raises(LookupError, match="no parked event"):
+        await unpark(None, parked_id, parked_id)  # the second unpark finds nothing
+    assert await store.client.hget(total, "sum") is None
+    assert await store.checkpoint("totals", 1) == START
+    assert [p.id for p in await store.parked_events("totals")] == [parked_id]

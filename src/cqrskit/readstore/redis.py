@@ -35,6 +35,7 @@ from cqrskit.readstore.base import (
     ReadTransaction,
     SetupHook,
     check_name,
+    no_parked_event,
     wait_with_signal,
 )
 from cqrskit.store.base import START, Position
@@ -148,7 +149,12 @@ class RedisReadStore:
     async def transaction(
         self, projection: ProjectionSpec, expected: Position | None
     ) -> AsyncIterator[ReadTransaction[RedisUnitOfWork]]:
-        """One ``MULTI``/``EXEC`` over a projection version, guarded by its checkpoint."""
+        """One ``MULTI``/``EXEC`` over a projection version, guarded by its checkpoint.
+
+        Unparking (:meth:`ReadTransaction.unpark`) is a guard too: if an unparked id is no
+        longer parked at commit (a concurrent retry or discard won), nothing is applied and
+        :class:`LookupError` is raised.
+        """
         name, version = projection.name, projection.version
         check_name("projection", name)
         key = self._checkpoint_key(name, version)
@@ -164,14 +170,50 @@ class RedisReadStore:
                 RedisUnitOfWork(pipe, self.client, self.version_prefix(name, version))
             )
             yield tx
+            if tx.unparked:
+                await self._guard_unparked(pipe, name, version, tx.unparked)
             self._bookkeeping(pipe, name, version, tx)
             try:
                 await pipe.execute()
             except WatchError:
-                raise CheckpointConflict(
-                    name, version, expected or START, await self.checkpoint(name, version)
-                ) from None
+                actual = await self.checkpoint(name, version)
+                if expected is None or actual == expected:
+                    missing = await self._missing_parked(name, version, tx.unparked)
+                    if missing is not None:
+                        # A concurrent retry or discard unparked the event first.
+                        raise missing from None
+                raise CheckpointConflict(name, version, expected or START, actual) from None
         self._signal.fire()
+
+    async def _guard_unparked(
+        self, pipe: Pipeline, name: str, version: int, unparked: list[str]
+    ) -> None:
+        """Unparking is a guard: the commit applies only if every id is still parked then.
+
+        The parked hash is ``WATCH``ed on the pipeline's connection (the pipeline is in
+        ``MULTI`` mode, so the command goes out at once rather than being queued) and only
+        then read, so an unpark committed by anyone after the read fails the ``EXEC``.
+        """
+        await pipe.immediate_execute_command(  # type: ignore[no-untyped-call]
+            "WATCH", self._parked_key(name, version)
+        )
+        missing = await self._missing_parked(name, version, unparked)
+        if missing is not None:
+            raise missing
+
+    async def _missing_parked(
+        self, name: str, version: int, unparked: list[str]
+    ) -> LookupError | None:
+        """The error for the first id of ``unparked`` that is not parked (or repeated)."""
+        if not unparked:
+            return None
+        present = await self.client.hmget(self._parked_key(name, version), unparked)
+        seen: set[str] = set()
+        for parked_id, value in zip(unparked, present, strict=True):
+            if value is None or parked_id in seen:
+                return no_parked_event(name, version, parked_id)
+            seen.add(parked_id)
+        return None
 
     def _bookkeeping(
         self, pipe: Pipeline, name: str, version: int, tx: ReadTransaction[Any]
