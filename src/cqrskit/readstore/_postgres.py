@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from cqrskit._signal import Signal
 from cqrskit.readstore.base import resolve_tables
 from cqrskit.readstore.sql import (
     LIVE_TABLES_SQL,
@@ -56,17 +55,6 @@ def numbered(sql: str) -> str:
             continue
         out.append(char)
     return "".join(out)
-
-
-class _Callback(Signal):
-    """A :class:`Signal` that calls ``on_change`` when fired (what :class:`Listener` fires)."""
-
-    def __init__(self, on_change: Callable[[], None]) -> None:
-        super().__init__()
-        self._on_change = on_change
-
-    def fire(self) -> None:
-        self._on_change()
 
 
 async def heartbeat(
@@ -218,7 +206,7 @@ class PostgresDriver(SqlDriver):
         connection drops and calls ``on_change`` after every (re)connect."""
         if self._listener is not None:
             return
-        listener = Listener(self._url, CHANNEL, _Callback(on_change), {})
+        listener = Listener(self._url, CHANNEL, on_change, {})
         self._listener = listener
         listener.start()
         self._heartbeat = asyncio.create_task(

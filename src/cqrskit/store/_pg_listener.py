@@ -1,17 +1,16 @@
-"""Wake-ups for the PostgreSQL event store: one LISTEN connection per store handle."""
+"""One reconnecting LISTEN connection per handle, for the PostgreSQL event and read stores."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
-from cqrskit._signal import Signal
-
-_log = logging.getLogger("cqrskit.store.postgres")
+_log = logging.getLogger("cqrskit.postgres.listener")
 
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -39,7 +38,7 @@ class Listener:
         self,
         dsn: str,
         channel: str,
-        wakeups: Signal,
+        on_notify: Callable[[], None],
         connect_options: dict[str, Any],
         *,
         max_retry_delay: float = 2.0,
@@ -47,7 +46,7 @@ class Listener:
     ) -> None:
         self._dsn = dsn
         self._channel = channel
-        self._wakeups = wakeups
+        self._notify = on_notify
         self._connect_options = connect_options
         self._max_retry_delay = max_retry_delay
         self._liveness_interval = liveness_interval
@@ -82,7 +81,7 @@ class Listener:
                 conn.terminate()
 
     def _on_notify(self, *_: object) -> None:
-        self._wakeups.fire()
+        self._notify()
 
     async def _run(self) -> None:
         delay = 0.05
@@ -91,7 +90,7 @@ class Listener:
             try:
                 conn = await asyncpg.connect(self._dsn, **self._connect_options)
             except _CONNECT_ERRORS as exc:
-                _log.warning("event store listener cannot connect (retrying): %s", exc)
+                _log.warning("listener on %s cannot connect (retrying): %s", self._channel, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_retry_delay)
                 continue
@@ -101,16 +100,16 @@ class Listener:
                 await conn.add_listener(self._channel, self._on_notify)
                 delay = 0.05
                 self.connected.set()
-                self._wakeups.fire()
+                self._notify()
                 # The termination listener reports a closed socket at once; the periodic
                 # look covers a connection asyncpg has given up on some other way.
                 while not lost.is_set() and not conn.is_closed():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), self._liveness_interval)
-                _log.warning("event store listener lost its connection; reconnecting")
+                _log.warning("listener on %s lost its connection; reconnecting", self._channel)
             except Exception as exc:
                 # Whatever went wrong, a fresh connection is the way back.
-                _log.warning("event store listener failed (reconnecting): %r", exc)
+                _log.warning("listener on %s failed (reconnecting): %r", self._channel, exc)
                 conn.terminate()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_retry_delay)

@@ -95,7 +95,7 @@ class PostgresEventStore(EventStoreBase):
         self._notify = notify
         self._poll_interval = poll_interval
         self._wakeups = Signal()
-        self._listener = Listener(target.dsn, target.channel, self._wakeups, connect_options)
+        self._listener = Listener(target.dsn, target.channel, self._wakeups.fire, connect_options)
         self._notify_wanted = asyncio.Event()
         self._notifier: asyncio.Task[None] | None = None
         s = target.quoted
