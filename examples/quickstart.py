@@ -133,28 +133,26 @@ class Balances(Projection[SqlUnitOfWork]):
 
     async def setup(self, uow: SqlUnitOfWork) -> None:
         await uow.execute(
-            "CREATE TABLE {balances} (account TEXT PRIMARY KEY, owner TEXT, balance TEXT)"
+            "CREATE TABLE {balances} (account TEXT PRIMARY KEY, owner TEXT, cents BIGINT)"
         )
 
     async def handle(self, events: Sequence[RecordedEvent], uow: SqlUnitOfWork) -> None:
+        # Write-only: each event is one UPSERT, with no read per event.
         for recorded in events:
             account = recorded.stream_id
             match recorded.event:
                 case AccountOpened(owner=owner):
                     await uow.execute(
-                        "INSERT INTO {balances} VALUES (?, ?, '0') ON CONFLICT (account) "
+                        "INSERT INTO {balances} VALUES (?, ?, 0) ON CONFLICT (account) "
                         "DO UPDATE SET owner = excluded.owner",
                         account,
                         owner,
                     )
                 case MoneyDeposited(amount=amount) | MoneyWithdrawn(amount=amount):
                     sign = 1 if isinstance(recorded.event, MoneyDeposited) else -1
-                    [row] = await uow.fetch(
-                        "SELECT balance FROM {balances} WHERE account = ?", account
-                    )
                     await uow.execute(
-                        "UPDATE {balances} SET balance = ? WHERE account = ?",
-                        str(Decimal(row["balance"]) + sign * amount),
+                        "UPDATE {balances} SET cents = cents + ? WHERE account = ?",
+                        sign * int(amount * 100),
                         account,
                     )
 
@@ -229,12 +227,12 @@ async def main(path: Path) -> None:
                 waited.raise_if_timed_out()
                 [row] = await read_store.query(
                     "balances",
-                    "SELECT owner, balance FROM {balances} WHERE account = ?",
+                    "SELECT owner, cents FROM {balances} WHERE account = ?",
                     Account.stream_id_for("acc-1"),
                 )
                 print(
                     f"read model at token {result.token} after {waited.elapsed * 1000:.1f} ms: "
-                    f"{row['owner']} has {row['balance']}"
+                    f"{row['owner']} has {Decimal(row['cents']) / 100:.2f}"
                 )
                 account = await repository.load(Account, "acc-1")
                 print(f"the aggregate agrees: {account.balance}")
