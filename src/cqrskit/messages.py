@@ -8,16 +8,43 @@ correlation id.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetPydanticSchema
+from pydantic_core import core_schema
 
 __all__ = ["Command", "DomainEvent", "Message", "Metadata", "Query"]
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+_AWARE_TO_UTC = core_schema.no_info_after_validator_function(
+    _to_utc, core_schema.datetime_schema(tz_constraint="aware")
+)
+
+_UtcDatetime = Annotated[
+    datetime,
+    GetPydanticSchema(
+        lambda _type, _handler: core_schema.json_or_python_schema(
+            # Stored JSON is already UTC (this type wrote it): accepted without a Python
+            # call, which matters because every event read decodes one. Other offsets in
+            # JSON, and every Python value, are converted to UTC.
+            json_schema=core_schema.union_schema(
+                [core_schema.datetime_schema(tz_constraint=0), _AWARE_TO_UTC],
+                mode="left_to_right",
+            ),
+            python_schema=_AWARE_TO_UTC,
+        )
+    ),
+]
+"""A timezone-aware datetime, kept in UTC; naive datetimes are refused."""
 
 
 class Metadata(BaseModel):
@@ -30,21 +57,11 @@ class Metadata(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     message_id: UUID = Field(default_factory=uuid4)
-    timestamp: AwareDatetime = Field(default_factory=_utc_now)
-    correlation_id: UUID | None = None
+    timestamp: _UtcDatetime = Field(default_factory=_utc_now)
+    # A root message correlates with itself.
+    correlation_id: UUID = Field(default_factory=lambda data: data["message_id"])
     causation_id: UUID | None = None
     user_id: str | None = None
-
-    @field_validator("timestamp")
-    @classmethod
-    def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
-
-    @model_validator(mode="after")
-    def _root_correlates_with_itself(self) -> Self:
-        if self.correlation_id is None:
-            object.__setattr__(self, "correlation_id", self.message_id)
-        return self
 
     def caused(self, child: Metadata | None = None) -> Metadata:
         """Metadata for a message caused by the one carrying this metadata.

@@ -56,6 +56,35 @@ def test_timestamps_must_be_aware_and_become_utc() -> None:
     assert Metadata(timestamp=local).timestamp.utcoffset() == timedelta(0)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-01-01T10:00:00Z", datetime(2026, 1, 1, 10, tzinfo=UTC)),
+        ("2026-01-01T10:00:00+00:00", datetime(2026, 1, 1, 10, tzinfo=UTC)),
+        ("2026-01-01T12:00:00+02:00", datetime(2026, 1, 1, 10, tzinfo=UTC)),
+    ],
+)
+def test_json_timestamps_are_read_as_utc(text: str, expected: datetime) -> None:
+    # Decoding takes a Python-free path for UTC texts; other offsets still convert.
+    read = Metadata.model_validate_json(f'{{"timestamp": "{text}"}}').timestamp
+    assert read == expected
+    assert read.utcoffset() == timedelta(0)
+    assert read.isoformat() == expected.isoformat()
+
+
+def test_naive_json_timestamps_are_refused() -> None:
+    with pytest.raises(ValidationError, match="timezone"):
+        Metadata.model_validate_json('{"timestamp": "2026-01-01T10:00:00"}')
+
+
+def test_a_given_correlation_is_kept_and_a_missing_one_is_the_message_itself() -> None:
+    root, other = uuid4(), uuid4()
+    assert Metadata(message_id=root).correlation_id == root
+    assert Metadata(message_id=root, correlation_id=other).correlation_id == other
+    read = Metadata.model_validate_json(f'{{"message_id": "{root}"}}')
+    assert read.correlation_id == root
+
+
 def test_messages_are_immutable_and_strict() -> None:
     command = Rename(name="x")
     with pytest.raises(ValidationError):

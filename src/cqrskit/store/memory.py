@@ -6,7 +6,13 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from cqrskit.store._common import EncodedAppend, EventStoreBase, dump_result, load_result
+from cqrskit.store._common import (
+    EncodedAppend,
+    EventStoreBase,
+    decode_page,
+    dump_result,
+    load_result,
+)
 from cqrskit.store.base import (
     START,
     AppendResult,
@@ -93,21 +99,30 @@ class MemoryEventStore(EventStoreBase):
                 cond.notify_all()
         return result
 
-    def _recorded(self, row: _Row) -> RecordedEvent:
-        e = row.event
-        return RecordedEvent(
-            row.stream_id,
-            row.version,
-            Position(0, row.seq),
-            self.registry.decode(e.event_type, e.schema_version, e.data, e.metadata),
-            row.recorded_at,
+    def _recorded(self, rows: list[_Row]) -> list[RecordedEvent]:
+        return decode_page(
+            self.registry,
+            [
+                (
+                    r.stream_id,
+                    r.version,
+                    0,
+                    r.seq,
+                    r.event.event_type,
+                    r.event.schema_version,
+                    r.event.data,
+                    r.event.metadata,
+                    r.recorded_at,
+                )
+                for r in rows
+            ],
         )
 
     async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
         """The events of one stream from ``from_version`` on, in version order."""
         self._ensure_open()
         rows = self.storage.streams.get(stream_id, [])
-        return [self._recorded(r) for r in rows[max(from_version, 1) - 1 :]]
+        return self._recorded(rows[max(from_version, 1) - 1 :])
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version; 0 when it does not exist."""
@@ -120,7 +135,7 @@ class MemoryEventStore(EventStoreBase):
         if limit < 1:
             raise ValueError("limit must be >= 1")
         start = after.seq
-        return [self._recorded(r) for r in self.storage.rows[start : start + limit]]
+        return self._recorded(self.storage.rows[start : start + limit])
 
     async def head(self) -> Position:
         """The position of the last event."""

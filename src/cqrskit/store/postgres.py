@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import asyncpg
@@ -28,7 +27,13 @@ import orjson
 
 from cqrskit._signal import Signal
 from cqrskit.errors import ConcurrencyError, EventStoreError
-from cqrskit.store._common import EncodedAppend, EventStoreBase, collector_paused, load_result
+from cqrskit.store._common import (
+    EncodedAppend,
+    EventStoreBase,
+    StoredRow,
+    decode_page,
+    load_result,
+)
 from cqrskit.store._pg_listener import CONNECTION_ERRORS, Listener
 from cqrskit.store._pg_schema import PgTarget, append_one_event_sql, migrate, parse_url
 from cqrskit.store.base import (
@@ -395,32 +400,8 @@ class PostgresEventStore(EventStoreBase):
 
     # -- reading ------------------------------------------------------------------------
 
-    def _recorded(self, rows: Iterable[asyncpg.Record]) -> list[RecordedEvent]:
-        with collector_paused():
-            return self._decode_rows(rows)
-
-    def _decode_rows(self, rows: Iterable[asyncpg.Record]) -> list[RecordedEvent]:
-        decode = self.registry.decode
-        return [
-            RecordedEvent(
-                stream_id,
-                version,
-                Position(commit, seq),
-                decode(event_type, schema_version, data, metadata),
-                recorded_at,
-            )
-            for (
-                stream_id,
-                version,
-                commit,
-                seq,
-                event_type,
-                schema_version,
-                data,
-                metadata,
-                recorded_at,
-            ) in rows
-        ]
+    def _recorded(self, rows: list[asyncpg.Record]) -> list[RecordedEvent]:
+        return decode_page(self.registry, cast("list[StoredRow]", rows))
 
     async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
         """The events of one stream from ``from_version`` on, in version order."""

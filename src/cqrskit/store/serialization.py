@@ -42,6 +42,9 @@ class EventRegistry:
 
     def __init__(self, events: Iterable[type[DomainEvent]] = ()) -> None:
         self._classes: dict[str, type[DomainEvent]] = {}
+        # event type -> (current schema version, the class's JSON validator): the lookup
+        # every decoded event makes, kept to one dict access.
+        self._current: dict[str, tuple[int, Callable[[str], DomainEvent]]] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
         for cls in events:
             self.register(cls)
@@ -54,6 +57,8 @@ class EventRegistry:
                 f"event type {cls.event_type!r} is already registered to {existing.__qualname__}"
             )
         self._classes[cls.event_type] = cls
+        validator = cls.__pydantic_validator__.validate_json
+        self._current[cls.event_type] = (cls.schema_version, validator)
         return cls
 
     def add_upcaster(self, event_type: str, from_version: int, upcaster: Upcaster) -> None:
@@ -93,9 +98,10 @@ class EventRegistry:
         self, event_type: str, schema_version: int, data: str | bytes, metadata: str | bytes
     ) -> DomainEvent:
         """Rebuild an event from its stored form, upcasting old payloads on the way."""
-        cls = self.class_for(event_type)
+        current = self._current.get(event_type)
         if (
-            schema_version == cls.schema_version
+            current is not None
+            and current[0] == schema_version
             and type(data) is str
             and type(metadata) is str
             and data[-1:] == "}"
@@ -107,11 +113,13 @@ class EventRegistry:
             # spliced in as its last member; about a third cheaper than parsing, then
             # validating the payload and the metadata separately. Stored texts come
             # from the store's own encoder or jsonb output: no surrounding whitespace.
-            body = data[:-1]
-            separator = "" if body == "{" else ", "
-            return cls.__pydantic_validator__.validate_json(  # type: ignore[no-any-return]
-                f'{body}{separator}"metadata": {metadata}}}'
-            )
+            return current[1](f'{data[:-1]}{", " if len(data) > 2 else ""}"metadata": {metadata}}}')
+        return self._decode_general(event_type, schema_version, data, metadata)
+
+    def _decode_general(
+        self, event_type: str, schema_version: int, data: str | bytes, metadata: str | bytes
+    ) -> DomainEvent:
+        cls = self.class_for(event_type)
         if schema_version == cls.schema_version:
             combined = _with_metadata(data, metadata)
             if combined is not None:

@@ -22,7 +22,7 @@ from cqrskit.errors import SchemaError
 from cqrskit.store._common import (
     EncodedAppend,
     EventStoreBase,
-    collector_paused,
+    decode_page,
     dump_result,
     load_result,
 )
@@ -71,7 +71,7 @@ _MIGRATIONS: Final = (
 )
 
 _SELECT_EVENT = (
-    "SELECT stream_id, version, position, event_type, schema_version, data, metadata, "
+    "SELECT stream_id, version, 0, position, event_type, schema_version, data, metadata, "
     "recorded_at FROM events"
 )
 
@@ -168,21 +168,10 @@ class SqliteEventStore(EventStoreBase):
                 self._changed.notify_all()
         return result
 
-    def _recorded(self, row: tuple[Any, ...]) -> RecordedEvent:
-        stream_id, version, seq, event_type, schema_version, data, metadata, recorded_at = row
-        return RecordedEvent(
-            stream_id,
-            version,
-            Position(0, seq),
-            self.registry.decode(event_type, schema_version, data, metadata),
-            datetime.fromisoformat(recorded_at),
-        )
-
     async def _read_events(self, sql: str, params: tuple[Any, ...]) -> list[RecordedEvent]:
         def read(db: sqlite3.Connection) -> list[RecordedEvent]:
             rows = db.execute(sql, params).fetchall()
-            with collector_paused():
-                return [self._recorded(row) for row in rows]
+            return decode_page(self.registry, rows, datetime.fromisoformat)
 
         return await self._reader.run(read)
 
