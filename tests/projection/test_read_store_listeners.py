@@ -128,6 +128,50 @@ async def test_postgres_close_after_listener_loss_raises_nothing(
     await a.close()
 
 
+@pytest.mark.postgres
+async def test_postgres_waiters_take_the_checkpoint_from_the_notification(
+    pg_pair: tuple[SqlReadStore, SqlReadStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = pg_pair
+    live, rebuilt = Spec(), Spec(version=2)
+    await b.prepare(live, _no_setup)
+    await b.prepare(rebuilt, _no_setup)
+    reads: list[Position | None] = []
+    read = a.live_checkpoint
+
+    async def counted(projection: str) -> Position | None:
+        reads.append(await read(projection))
+        return reads[-1]
+
+    monkeypatch.setattr(a, "live_checkpoint", counted)
+    wait = asyncio.create_task(a.wait_for_checkpoint(live.name, Position(0, 5), TIMEOUT))
+    await _until(lambda: len(reads) >= 1)
+    await _until(lambda: _pg_listener(a).connected.is_set())
+    await asyncio.sleep(0.1)  # the listener's connect wake-up makes one more read
+    before = len(reads)
+    # A version readers do not use yet says nothing about the live one.
+    await _commit(b, rebuilt, 9)
+    await _commit(b, live, 3)
+    await asyncio.sleep(0.2)
+    assert not wait.done()
+    await _commit(b, live, 5)
+    assert await wait == Position(0, 5)
+    # Neither the commits below the target nor the one that reached it needed a read.
+    assert len(reads) == before
+
+
+def test_checkpoint_news_reads_only_live_checkpoint_payloads() -> None:
+    from cqrskit.readstore._postgres import checkpoint_news
+
+    assert checkpoint_news("orders 2 17:40 live") == {"orders": Position(17, 40)}
+    assert checkpoint_news("orders 2 17:40 other") == {"orders": None}
+    assert checkpoint_news("orders 2 17:40") == {}  # no live version row
+    assert checkpoint_news("orders") == {}  # a switch or a parked event: look it up
+    assert checkpoint_news("orders 2 x:y live") == {}
+    assert checkpoint_news(None) == {}
+    assert checkpoint_news("") == {}
+
+
 # -- Redis ----------------------------------------------------------------------------------
 
 

@@ -30,6 +30,8 @@ from cqrskit.readstore.sql import (
     Statement,
 )
 from cqrskit.store._pg_listener import Listener
+from cqrskit.store._pg_schema import keep_session
+from cqrskit.store.base import Position
 
 CHANNEL = "cqrskit_checkpoints"
 
@@ -57,8 +59,26 @@ def numbered(sql: str) -> str:
     return "".join(out)
 
 
+def checkpoint_news(payload: str | None) -> dict[str, Position | None]:
+    """What a checkpoint NOTIFY says, as news for waiters (see ``wait_with_signal``).
+
+    Payloads are ``"<projection> <version> <commit>:<seq> <live|other>"``, the last part
+    saying whether readers used that version (see ``SqlReadStore._bookkeeping``). The
+    news is ``{projection: checkpoint}`` for the live version, ``{projection: None}`` for
+    another one (its commit leaves the live checkpoint as it was), and ``{}`` for anything
+    else: waiters then read the checkpoint themselves.
+    """
+    parts = payload.split(" ") if payload else []
+    if len(parts) == 4 and parts[3] == "other":
+        return {parts[0]: None}
+    if len(parts) == 4 and parts[3] == "live":
+        with contextlib.suppress(ValueError):
+            return {parts[0]: Position.parse(parts[2])}
+    return {}
+
+
 async def heartbeat(
-    on_change: Callable[[], None],
+    on_change: Callable[[dict[str, Position | None]], None],
     connected: Callable[[], bool],
     *,
     connected_interval: float,
@@ -68,7 +88,7 @@ async def heartbeat(
     (which covers a connection that died silently, without the socket noticing)."""
     while True:
         await asyncio.sleep(connected_interval if connected() else disconnected_interval)
-        on_change()
+        on_change({})
 
 
 def lock_key(name: str) -> int:
@@ -161,6 +181,7 @@ class PostgresDriver(SqlDriver):
             # last few commits in a server crash only means projecting them again, so
             # there is no need to wait for the WAL flush on every batch.
             server_settings={"search_path": schema, "synchronous_commit": "off"},
+            reset=keep_session,
         )
         return cls(pool, url, schema)
 
@@ -201,12 +222,16 @@ class PostgresDriver(SqlDriver):
         """The LISTEN connection's keeper, once listening started (tests look at it)."""
         return self._listener
 
-    async def start_listening(self, on_change: Callable[[], None]) -> None:
+    async def start_listening(
+        self, on_change: Callable[[dict[str, Position | None]], None]
+    ) -> None:
         """Listen in the background: the listener reconnects with backoff whenever the
-        connection drops and calls ``on_change`` after every (re)connect."""
+        connection drops and calls ``on_change({})`` after every (re)connect."""
         if self._listener is not None:
             return
-        listener = Listener(self._url, CHANNEL, on_change, {})
+        listener = Listener(
+            self._url, CHANNEL, lambda payload: on_change(checkpoint_news(payload)), {}
+        )
         self._listener = listener
         listener.start()
         self._heartbeat = asyncio.create_task(

@@ -255,17 +255,23 @@ async def wait_with_signal(
     timeout: float,
     poll_interval: float | None = None,
 ) -> Position | None:
-    """The shared waiting loop: re-read the live checkpoint on every signal until reached."""
+    """The shared waiting loop: re-read the live checkpoint on every signal until reached.
+
+    A firing whose news carries this projection's new live checkpoint (PostgreSQL NOTIFY
+    payloads) is as good as a read: it ends the wait when it reaches ``position``, and
+    otherwise the wait goes on without reading; news of ``None`` for this projection (a
+    commit to a version readers do not use) changes nothing.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    changed = signal.current()
+    known = await read(projection)
     while True:
-        changed = signal.current()
-        checkpoint = await read(projection)
-        if checkpoint is not None and checkpoint >= position:
-            return checkpoint
+        if known is not None and known >= position:
+            return known
         remaining = deadline - loop.time()
         if remaining <= 0:
-            return checkpoint
+            return known
         if poll_interval is not None:
             remaining = min(remaining, poll_interval)
         try:
@@ -273,6 +279,20 @@ async def wait_with_signal(
         except TimeoutError:
             if loop.time() >= deadline:
                 return await read(projection)
+        # Go through every firing since the last look. One without news (a commit in this
+        # process, a reconnect, a heartbeat, the poll interval running out) means "read";
+        # news about other projections says nothing about this one.
+        stale = not changed.is_set()
+        while changed.is_set():
+            if not changed.news:
+                stale = True
+            news = changed.news.get(projection)
+            if news is not None and (known is None or news > known):
+                known = news
+            assert changed.next is not None
+            changed = changed.next
+        if stale:
+            known = await read(projection)
 
 
 class _CheckpointReader(Protocol):

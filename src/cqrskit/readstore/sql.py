@@ -14,7 +14,7 @@ inside a transaction always see its own writes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -142,8 +142,12 @@ class SqlDriver(ABC):
         """A statement serialising schema changes among processes (if the database needs it)."""
         return None
 
-    async def start_listening(self, on_change: Any) -> None:  # noqa: B027 - optional hook
-        """Deliver checkpoint changes made by other processes to ``on_change``."""
+    async def start_listening(  # noqa: B027 - optional hook
+        self, on_change: Callable[[dict[str, Position | None]], None]
+    ) -> None:
+        """Tell ``on_change`` about checkpoint changes made by other processes, as news for
+        ``wait_with_signal``: ``{projection: live checkpoint}`` where known, ``None`` for
+        a change that leaves the live checkpoint alone, ``{}`` for "look yourself"."""
 
     @abstractmethod
     async def close(self) -> None:
@@ -356,6 +360,8 @@ class SqlReadStore:
             statements.append(
                 Statement(UNPARK_SQL, [(name, version, position.commit, position.seq)], 1)
             )
+        channel = self._driver.notify_channel
+        notified = False
         if expected is not None or tx.new_checkpoint is not None:
             target = tx.new_checkpoint or expected
             assert target is not None
@@ -363,14 +369,28 @@ class SqlReadStore:
             params: tuple[Any, ...] = (target.commit, target.seq, _now(), name, version)
             if expected is not None:
                 params += (expected.commit, expected.seq)
-            statements.append(
-                Statement(
-                    "UPDATE cqrskit_checkpoints SET commit_id = ?, seq = ?, updated_at = ? "
-                    f"WHERE projection = ? AND version = ?{guard}",
-                    [params],
-                    expect_rows=1,
-                )
+            update = (
+                "UPDATE cqrskit_checkpoints SET commit_id = ?, seq = ?, updated_at = ? "
+                f"WHERE projection = ? AND version = ?{guard}"
             )
+            if channel is not None and not tx.switch_live:
+                # Checkpoint and NOTIFY in one round trip; the payload tells waiters in
+                # other processes the new checkpoint and whether readers use this version,
+                # so they need not read it (see checkpoint_news).
+                statements.append(
+                    Statement(
+                        f"WITH moved AS ({update} RETURNING version, commit_id, seq) "
+                        "SELECT pg_notify(?, concat_ws(' ', ?::text, m.version, "
+                        "m.commit_id || ':' || m.seq, "
+                        "CASE WHEN p.live_version = m.version THEN 'live' ELSE 'other' END)) "
+                        "FROM moved m LEFT JOIN cqrskit_projections p ON p.projection = ?",
+                        [(*params, channel, name, name)],
+                        expect_rows=1,
+                    )
+                )
+                notified = True
+            else:
+                statements.append(Statement(update, [params], expect_rows=1))
         if tx.switch_live:
             statements.append(
                 Statement(
@@ -378,10 +398,8 @@ class SqlReadStore:
                     [(version, name)],
                 )
             )
-        if self._driver.notify_channel is not None:
-            statements.append(
-                Statement("SELECT pg_notify(?, ?)", [(self._driver.notify_channel, name)])
-            )
+        if channel is not None and not notified:
+            statements.append(Statement("SELECT pg_notify(?, ?)", [(channel, name)]))
         return statements
 
     async def _missing_parked(self, name: str, version: int, ids: list[str]) -> LookupError:

@@ -30,15 +30,16 @@ _CLOSE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.In
 class Listener:
     """Keeps one connection LISTENing on the store's channel, reconnecting when it drops.
 
-    After every (re)connect it fires the wake-ups once, because appends committed while
-    nobody listened sent notifications that are gone.
+    ``on_notify`` gets each notification's payload, and ``None`` after every (re)connect:
+    notifications sent while nobody listened are gone, so whatever they would have said
+    must be looked up.
     """
 
     def __init__(
         self,
         dsn: str,
         channel: str,
-        on_notify: Callable[[], None],
+        on_notify: Callable[[str | None], None],
         connect_options: dict[str, Any],
         *,
         max_retry_delay: float = 2.0,
@@ -80,8 +81,8 @@ class Listener:
             except _CLOSE_ERRORS:
                 conn.terminate()
 
-    def _on_notify(self, *_: object) -> None:
-        self._notify()
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self._notify(payload)
 
     async def _run(self) -> None:
         delay = 0.05
@@ -100,7 +101,7 @@ class Listener:
                 await conn.add_listener(self._channel, self._on_notify)
                 delay = 0.05
                 self.connected.set()
-                self._notify()
+                self._notify(None)
                 # The termination listener reports a closed socket at once; the periodic
                 # look covers a connection asyncpg has given up on some other way.
                 while not lost.is_set() and not conn.is_closed():

@@ -35,7 +35,13 @@ from cqrskit.store._common import (
     load_result,
 )
 from cqrskit.store._pg_listener import CONNECTION_ERRORS, Listener
-from cqrskit.store._pg_schema import PgTarget, append_one_event_sql, migrate, parse_url
+from cqrskit.store._pg_schema import (
+    PgTarget,
+    append_one_event_sql,
+    keep_session,
+    migrate,
+    parse_url,
+)
 from cqrskit.store.base import (
     ANY,
     START,
@@ -100,7 +106,9 @@ class PostgresEventStore(EventStoreBase):
         self._notify = notify
         self._poll_interval = poll_interval
         self._wakeups = Signal()
-        self._listener = Listener(target.dsn, target.channel, self._wakeups.fire, connect_options)
+        self._listener = Listener(
+            target.dsn, target.channel, lambda _payload: self._wakeups.fire(), connect_options
+        )
         self._notify_wanted = asyncio.Event()
         self._notifier: asyncio.Task[None] | None = None
         s = target.quoted
@@ -200,7 +208,7 @@ class PostgresEventStore(EventStoreBase):
             target.dsn,
             min_size=min_connections,
             max_size=max_connections,
-            reset=_keep_session,
+            reset=keep_session,
             **options,
         )
         try:
@@ -521,12 +529,3 @@ class PostgresEventStore(EventStoreBase):
                 await notifier
         await self._listener.stop()
         await self._pool.close()
-
-
-async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
-    """Pool reset hook that does nothing.
-
-    asyncpg's default reset costs a round trip on every release (a quarter of a one-event
-    append); the store leaves no session state behind (no SET, LISTEN, advisory lock or
-    cursor outlives a call: the listener has its own connection), so nothing needs undoing.
-    """
