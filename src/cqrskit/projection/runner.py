@@ -532,7 +532,11 @@ class ProjectionRunner:
       :class:`~cqrskit.projection.leases.PostgresLeases` for several runner processes);
     - ``metrics``: where Prometheus metrics go (default: a registry of the runner's own,
       at ``runner.metrics.registry``);
-    - ``batch_size``: events read and committed per transaction;
+    - ``batch_size``: at most this many events are read and committed per transaction.
+      Live, batches hold what has arrived; catching up and rebuilding, larger batches
+      spread each transaction's fixed cost over more events (from 1,000 to 5,000 made
+      rebuilds 1.2-1.4x faster in bench/bench_projections.py), smaller ones keep
+      transactions short;
     - ``idle_wait``: longest single wait for event-store notifications when live;
     - ``lease_retry``: how often a standby tries to take over;
     - ``drop_delay``: grace before a rebuilt projection's old version is dropped, so
@@ -549,7 +553,7 @@ class ProjectionRunner:
         leases: Leases | None = None,
         metrics: ProjectionMetrics | None = None,
         registry: CollectorRegistry | None = None,
-        batch_size: int = 500,
+        batch_size: int = 2000,
         idle_wait: float = 5.0,
         lease_retry: float = 0.5,
         drop_delay: float = 2.0,

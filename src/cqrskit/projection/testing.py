@@ -356,7 +356,9 @@ class ProjectionContract:
             assert [(p.id, p.stream_id, p.attempts) for p in parked] == [(str(bad), streams[1], 3)]
             assert "poisoned label 'bad'" in parked[0].error
             assert runner.status("tally").parked == 1
-            assert runner.status("tally").state is ProjectionState.LIVE
+            # The checkpoint can be read committed while the runner is still on its way
+            # from that commit to saying it is live.
+            await eventually(lambda: runner.status("tally").state is ProjectionState.LIVE)
             with pytest.raises(Poisoned):
                 await runner.retry_parked("tally", parked[0].id)
             assert len(await runner.parked("tally")) == 1

@@ -1,0 +1,62 @@
+"""Decoding pages holds off the cyclic garbage collector without changing the process's
+collector settings, and never undoes an application's ``gc.freeze()``."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from cqrskit.store._common import collector_paused
+
+
+@pytest.fixture
+def collector() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.enable()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if not was_enabled:
+            gc.disable()
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the collector frees it
+
+
+@pytest.mark.parametrize("objects", [0, 1_000_000])
+def test_the_collector_is_paused_inside_and_back_after(collector: None, objects: int) -> None:
+    with collector_paused(objects):
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    with collector_paused(objects):
+        pass
+    assert not gc.isenabled()
+
+
+def test_promoting_a_large_block_keeps_the_applications_frozen_objects(collector: None) -> None:
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    with collector_paused(1_000_000):
+        kept = [object() for _ in range(10)]
+    assert gc.get_freeze_count() == frozen
+    assert kept
+
+
+def test_garbage_made_before_a_large_block_is_still_collected(collector: None) -> None:
+    gc.collect()
+    node = Node()
+    ref = id(node)
+    del node
+    # The young generations are collected before the block's objects are promoted, so a
+    # cycle that was already garbage does not get carried into the oldest generation.
+    with collector_paused(1_000_000):
+        pass
+    assert all(id(o) != ref for o in gc.get_objects())
+    assert gc.get_freeze_count() == 0
