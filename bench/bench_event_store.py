@@ -252,8 +252,11 @@ class Bench:
 
         return run
 
-    def raw_read_all(self) -> Callable[[int], Awaitable[None]]:
-        """The same query and pages, rows left undecoded."""
+    def raw_read_all(self, validate: bool = False) -> Callable[[int], Awaitable[None]]:
+        """The same query and pages, rows left undecoded; with ``validate``, each row's
+        payload and metadata validated into its pydantic class and nothing else (no
+        positions, no ``RecordedEvent``): the floor for any decoding read path."""
+        validator = LineAdded.__pydantic_validator__.validate_json
 
         async def run(total: int) -> None:
             assert self.raw is not None
@@ -264,6 +267,9 @@ class Bench:
                     rows = await conn.fetch(sql, commit, seq, 1000)
                     seen += len(rows)
                     commit, seq = rows[-1][2], rows[-1][3]
+                    if validate:
+                        for row in rows:
+                            validator(f'{row[6][:-1]}, "metadata": {row[7]}}}')
 
         return run
 
@@ -338,8 +344,12 @@ async def main(url: str, rounds: int, scale: float) -> dict[str, Any]:
                 "read_all, decoded (raw: undecoded rows)",
                 read_events,
                 bench.store_read_all(),
-                {"raw fetch": bench.raw_read_all()},
+                {
+                    "raw fetch": bench.raw_read_all(),
+                    "raw fetch + pydantic validation": bench.raw_read_all(validate=True),
+                },
                 ">= 150k events/s",
+                reference="raw fetch",
             ),
         ]
         for scenario in scenarios:
