@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_projections.py [--events 1000000] [--small 100000]
         [--postgres-url postgresql://postgres@127.0.0.1:5432/test] [--latency-seconds 10]
-        [--batch-size 5000]
+        [--batch-size 10000]
 
 1. **Rebuild**: an order-summary projection (an ``orders`` table upserted per order stream
    and a ``customers`` counter table) is built from scratch, from ``--small`` and from
@@ -495,7 +495,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--interval", type=float, default=0.01, help="seconds between appends")
     parser.add_argument(
-        "--batch-size", type=int, default=5000, help="the runner's batch size for rebuilds"
+        "--batch-size", type=int, default=10000, help="the runner's batch size for rebuilds"
     )
     parser.add_argument(
         "--child", nargs=3, metavar=("EVENT_URL", "READ_URL", "BATCH"), help=argparse.SUPPRESS

@@ -535,8 +535,8 @@ class ProjectionRunner:
     - ``batch_size``: at most this many events are read and committed per transaction.
       Live, batches hold what has arrived; catching up and rebuilding, larger batches
       spread each transaction's fixed cost over more events (from 1,000 to 5,000 made
-      rebuilds 1.2-1.4x faster in bench/bench_projections.py), smaller ones keep
-      transactions short;
+      rebuilds 1.2-1.4x faster in bench/bench_projections.py; worth it for large
+      rebuilds), smaller ones keep transactions short and memory low;
     - ``idle_wait``: longest single wait for event-store notifications when live;
     - ``lease_retry``: how often a standby tries to take over;
     - ``drop_delay``: grace before a rebuilt projection's old version is dropped, so
