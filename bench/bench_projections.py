@@ -13,7 +13,9 @@
    moment ``append`` returned (the event is committed and the client holds its token) and
    from the start of the ``append`` call (which adds the append's own commit, a WAL flush
    on PostgreSQL). On PostgreSQL the waiter uses a second read-store handle, so it is woken
-   by LISTEN/NOTIFY exactly as another API process would be.
+   by LISTEN/NOTIFY exactly as another API process would be, and the runner runs once in
+   the writer's process and once in a process of its own (woken by the event store's
+   NOTIFY, as a separate runner deployment is).
 
 Events are bulk-loaded (SQLite: ``executemany`` into the event table; PostgreSQL: ``COPY``)
 once and reused by later runs. Results go to ``bench/results/projections.json``.
@@ -313,16 +315,53 @@ async def drop_schema(base_url: str, schema: str) -> None:
 # -- append-to-visible latency ----------------------------------------------------------
 
 
-async def latency(event_url: str, read_url: str, seconds: float, interval: float) -> dict[str, Any]:
+async def run_runner(event_url: str, read_url: str) -> None:
+    """``--runner-child``: keep the projection live until stdin closes."""
     events = await open_event_store(event_url, REGISTRY)
     store: SqlReadStore = await open_read_store(read_url)
-    waiter: SqlReadStore = (
-        await open_read_store(read_url)
-        if "postgres" in read_url and not os.environ.get("SAME")
-        else store
-    )
     runner = ProjectionRunner(events, registry=CollectorRegistry())
     runner.add(OrderSummary(), store)
+    async with runner:
+        print("running", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await store.close()
+    await events.close()
+
+
+async def latency(
+    event_url: str, read_url: str, seconds: float, interval: float, own_process: bool = False
+) -> dict[str, Any]:
+    """Append-to-visible under a steady write load. The runner runs in this process, or
+    with ``own_process`` in a child process of its own (woken by the event store's
+    NOTIFY, as a separate runner deployment is)."""
+    events = await open_event_store(event_url, REGISTRY)
+    child: asyncio.subprocess.Process | None = None
+    store: SqlReadStore | None = None
+    if own_process:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--runner-child",
+            event_url,
+            read_url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")},
+        )
+        assert child.stdout is not None
+        await child.stdout.readline()
+    else:
+        store = await open_read_store(read_url)
+    # On PostgreSQL the waiter is always a handle of its own, woken by NOTIFY like another
+    # API process; SQLite's read store wakes waiters in-process only.
+    waiter: SqlReadStore = (
+        store
+        if store is not None and "postgres" not in read_url
+        else await open_read_store(read_url)
+    )
+    runner = ProjectionRunner(events, registry=CollectorRegistry())
+    if store is not None:
+        runner.add(OrderSummary(), store)
     samples: list[float] = []
     from_commit: list[float] = []
     pending: set[asyncio.Task[None]] = set()
@@ -335,7 +374,7 @@ async def latency(event_url: str, read_url: str, seconds: float, interval: float
         from_commit.append(visible - committed)
 
     async with runner:
-        assert (await wait_for(store, "order_summary", await events.head(), 3600)).reached
+        assert (await wait_for(waiter, "order_summary", await events.head(), 3600)).reached
         run = uuid.uuid4().hex[:8]
         deadline = time.perf_counter() + seconds
         n = 0
@@ -354,9 +393,14 @@ async def latency(event_url: str, read_url: str, seconds: float, interval: float
             n += 1
             await asyncio.sleep(max(0.0, interval - (time.perf_counter() - started)))
         await asyncio.gather(*pending)
+    if child is not None:
+        assert child.stdin is not None
+        child.stdin.close()
+        await child.wait()
     if waiter is not store:
         await waiter.close()
-    await store.close()
+    if store is not None:
+        await store.close()
     await events.close()
     return {
         "appends": len(samples),
@@ -414,14 +458,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     results["latency"]["sqlite"] = outcome
     print(f"  sqlite append-to-visible: {outcome}", flush=True)
     if args.postgres_url:
-        schema = f"bench_latency_{uuid.uuid4().hex[:8]}"
-        url = f"{args.postgres_url}?schema={schema}"
-        try:
-            outcome = await latency(url, url, args.latency_seconds, args.interval)
-        finally:
-            await drop_schema(args.postgres_url, schema)
-        results["latency"]["postgresql"] = outcome
-        print(f"  postgresql append-to-visible: {outcome}", flush=True)
+        for key, own_process in (("postgresql", False), ("postgresql, runner apart", True)):
+            schema = f"bench_latency_{uuid.uuid4().hex[:8]}"
+            url = f"{args.postgres_url}?schema={schema}"
+            try:
+                outcome = await latency(
+                    url, url, args.latency_seconds, args.interval, own_process=own_process
+                )
+            finally:
+                await drop_schema(args.postgres_url, schema)
+            results["latency"][key] = outcome
+            print(f"  {key} append-to-visible: {outcome}", flush=True)
     return results
 
 
@@ -500,12 +547,17 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--child", nargs=3, metavar=("EVENT_URL", "READ_URL", "BATCH"), help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "--runner-child", nargs=2, metavar=("EVENT_URL", "READ_URL"), help=argparse.SUPPRESS
+    )
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     arguments = parse()
-    if arguments.child:
+    if arguments.runner_child:
+        asyncio.run(run_runner(*arguments.runner_child))
+    elif arguments.child:
         event_url, read_url, batch = arguments.child
         print(json.dumps(asyncio.run(rebuild(event_url, read_url, int(batch)))))
     else:
