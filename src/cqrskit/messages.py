@@ -39,12 +39,37 @@ _UtcDatetime = Annotated[
             json_schema=core_schema.union_schema(
                 [core_schema.datetime_schema(tz_constraint=0), _AWARE_TO_UTC],
                 mode="left_to_right",
+                custom_error_type="datetime_with_offset",
+                custom_error_message="Input should be an ISO 8601 datetime with a timezone offset",
             ),
             python_schema=_AWARE_TO_UTC,
         )
     ),
 ]
 """A timezone-aware datetime, kept in UTC; naive datetimes are refused."""
+
+
+def _message_itself(_value: None, info: core_schema.ValidationInfo) -> UUID | None:
+    return info.data.get("message_id")
+
+
+_Correlation = Annotated[
+    UUID | None,
+    GetPydanticSchema(
+        lambda _type, handler: core_schema.union_schema(
+            # A given id is taken as is (no Python call when decoding); none means the
+            # message starts its conversation: it correlates with itself.
+            [
+                handler.generate_schema(UUID),
+                core_schema.with_info_after_validator_function(
+                    _message_itself, core_schema.none_schema()
+                ),
+            ],
+            mode="left_to_right",
+            custom_error_type="uuid_type",
+        )
+    ),
+]
 
 
 class Metadata(BaseModel):
@@ -58,8 +83,7 @@ class Metadata(BaseModel):
 
     message_id: UUID = Field(default_factory=uuid4)
     timestamp: _UtcDatetime = Field(default_factory=_utc_now)
-    # A root message correlates with itself.
-    correlation_id: UUID = Field(default_factory=lambda data: data["message_id"])
+    correlation_id: _Correlation = Field(default=None, validate_default=True)
     causation_id: UUID | None = None
     user_id: str | None = None
 

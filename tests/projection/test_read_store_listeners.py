@@ -160,6 +160,50 @@ async def test_postgres_waiters_take_the_checkpoint_from_the_notification(
     assert len(reads) == before
 
 
+@pytest.mark.postgres
+async def test_postgres_switch_waits_for_a_batch_that_announces_the_live_version(
+    pg_pair: tuple[SqlReadStore, SqlReadStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch of the live version tells waiters "live" in its NOTIFY; a switch to another
+    # version committing between that statement and the batch's commit would make the
+    # news stale. The switch must wait for the batch instead.
+    from cqrskit.readstore import _postgres
+
+    a, b = pg_pair
+    live, rebuilt = Spec(), Spec(version=2)
+    await a.prepare(live, _no_setup)
+    await a.prepare(rebuilt, _no_setup)
+    statements_ran, release = asyncio.Event(), asyncio.Event()
+    commit = _postgres._PgTransaction.commit
+
+    async def held_commit(self: Any, statements: list[Any]) -> None:
+        if any("WITH moved" in st.sql for st in statements) and not release.is_set():
+            await self.run(statements)
+            statements_ran.set()
+            await release.wait()
+            statements = []
+        await commit(self, statements)
+
+    monkeypatch.setattr(_postgres._PgTransaction, "commit", held_commit)
+    batch = asyncio.create_task(_commit(a, live, 100))
+    await asyncio.wait_for(statements_ran.wait(), TIMEOUT)
+
+    async def switch() -> None:
+        async with b.transaction(rebuilt, None) as tx:
+            tx.advance_to(Position(0, 100))
+            tx.go_live()
+
+    switching = asyncio.create_task(switch())
+    try:
+        await asyncio.sleep(0.5)
+        assert not switching.done(), "the switch committed while a live batch was in flight"
+    finally:
+        release.set()
+        await batch
+        await asyncio.wait_for(switching, TIMEOUT)
+    assert await b.live_version(live.name) == 2
+
+
 def test_checkpoint_news_reads_only_live_checkpoint_payloads() -> None:
     from cqrskit.readstore._postgres import checkpoint_news
 

@@ -4,6 +4,7 @@ collector settings, and never undoes an application's ``gc.freeze()``."""
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -60,3 +61,21 @@ def test_garbage_made_before_a_large_block_is_still_collected(collector: None) -
         pass
     assert all(id(o) != ref for o in gc.get_objects())
     assert gc.get_freeze_count() == 0
+
+
+def test_cycles_promoted_with_a_page_are_still_freed_while_pages_keep_coming(
+    collector: None,
+) -> None:
+    # Objects alive during a large block are promoted with it; those that become cyclic
+    # garbage afterwards must not stay forever while promotions keep resetting the
+    # counts that would start a full collection.
+    gc.collect()
+    refs: list[weakref.ref[Node]] = []
+    for _ in range(40):
+        in_flight = [Node() for _ in range(20)]
+        refs += [weakref.ref(node) for node in in_flight]
+        with collector_paused(1_000_000):
+            page = [[i] for i in range(100)]
+        del in_flight, page
+    alive = sum(ref() is not None for ref in refs)
+    assert alive <= 10 * 20, f"{alive} of {len(refs)} garbage cycles never collected"

@@ -72,17 +72,30 @@ def test_json_timestamps_are_read_as_utc(text: str, expected: datetime) -> None:
     assert read.isoformat() == expected.isoformat()
 
 
-def test_naive_json_timestamps_are_refused() -> None:
-    with pytest.raises(ValidationError, match="timezone"):
-        Metadata.model_validate_json('{"timestamp": "2026-01-01T10:00:00"}')
+@pytest.mark.parametrize("text", ["2026-01-01T10:00:00", "yesterday", ""])
+def test_json_timestamps_without_an_offset_are_refused_with_one_error(text: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Metadata.model_validate_json(f'{{"timestamp": "{text}"}}')
+    assert [(e["loc"], e["type"]) for e in refused.value.errors()] == [
+        (("timestamp",), "datetime_with_offset")
+    ]
 
 
 def test_a_given_correlation_is_kept_and_a_missing_one_is_the_message_itself() -> None:
     root, other = uuid4(), uuid4()
     assert Metadata(message_id=root).correlation_id == root
     assert Metadata(message_id=root, correlation_id=other).correlation_id == other
+    assert Metadata(message_id=root, correlation_id=None).correlation_id == root
     read = Metadata.model_validate_json(f'{{"message_id": "{root}"}}')
     assert read.correlation_id == root
+    read = Metadata.model_validate_json(f'{{"message_id": "{root}", "correlation_id": null}}')
+    assert read.correlation_id == root
+
+
+def test_an_invalid_field_gives_one_error_for_that_field_only() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Metadata.model_validate_json('{"message_id": "nope"}')
+    assert [e["loc"] for e in refused.value.errors()] == [("message_id",)]
 
 
 def test_messages_are_immutable_and_strict() -> None:

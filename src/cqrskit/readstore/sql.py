@@ -376,14 +376,18 @@ class SqlReadStore:
             if channel is not None and not tx.switch_live:
                 # Checkpoint and NOTIFY in one round trip; the payload tells waiters in
                 # other processes the new checkpoint and whether readers use this version,
-                # so they need not read it (see checkpoint_news).
+                # so they need not read it (see checkpoint_news). FOR SHARE keeps that
+                # "live" true until this commits: a switch of the live version waits for
+                # it, and a switch already committed is seen (not this statement's older
+                # snapshot), so a waiter is never told of a version readers left.
                 statements.append(
                     Statement(
                         f"WITH moved AS ({update} RETURNING version, commit_id, seq) "
                         "SELECT pg_notify(?, concat_ws(' ', ?::text, m.version, "
                         "m.commit_id || ':' || m.seq, "
                         "CASE WHEN p.live_version = m.version THEN 'live' ELSE 'other' END)) "
-                        "FROM moved m LEFT JOIN cqrskit_projections p ON p.projection = ?",
+                        "FROM moved m LEFT JOIN (SELECT live_version FROM cqrskit_projections "
+                        "WHERE projection = ? FOR SHARE) p ON true",
                         [(*params, channel, name, name)],
                         expect_rows=1,
                     )

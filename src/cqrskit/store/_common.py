@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import re
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -146,26 +148,34 @@ def collector_paused(objects: int = 0) -> Iterator[None]:
     Decoding makes no reference cycles and never awaits, so collection just waits until
     the page is done. Use it only around such loops: it pauses collection process-wide.
 
-    ``objects``: how many objects the block will leave behind. From
-    ``_PROMOTE_FROM`` on, they are also spared the collector's young-generation passes,
-    which would otherwise walk all of them right after the block (a fifth of a rebuild's
-    time, measured): the young generations are collected first (cheap, they hold little
-    then) so that only the block's objects (and whatever another thread allocated
-    meanwhile) are moved, without a pass, to the oldest generation. They are acyclic
-    and die by reference counting when the page is dropped. Skipped when the
-    application keeps objects frozen (``gc.freeze()``), which this must not undo.
+    ``objects``: how many objects the block will leave behind. From ``_PROMOTE_FROM`` on,
+    they are also spared the young-generation pass that would otherwise walk all of them
+    right after the block (a fifth of a rebuild's time, measured): the young generations
+    are collected first (cheap: they hold little then), so that only the block's objects
+    (and whatever another thread allocated meanwhile) are moved, without a pass, to the
+    oldest generation. They are acyclic and die by reference counting when the page is
+    dropped. Moving resets the counts that would start a full collection, so every
+    ``_FULL_EVERY``-th such block runs one first: cycles that became garbage in the oldest
+    generation are still freed while pages keep coming. Skipped when the application
+    keeps objects frozen (``gc.freeze()``), which this must not undo, and on
+    free-threaded builds, where freezing walks the whole heap.
     """
     was_enabled = gc.isenabled()
-    promote = was_enabled and objects >= _PROMOTE_FROM and gc.get_freeze_count() == 0
+    promote = (
+        was_enabled and objects >= _PROMOTE_FROM and _GIL_ENABLED() and gc.get_freeze_count() == 0
+    )
     if promote:
-        gc.collect(1)
+        if next(_promotions) % _FULL_EVERY == 0:
+            gc.collect()
+        else:
+            gc.collect(1)
     gc.disable()
     try:
         yield
     finally:
         if promote and gc.get_freeze_count() == 0:
             # freeze() moves every tracked object to the permanent generation and resets
-            # the young generation's count; unfreeze() moves them all to the oldest one.
+            # the generations' counts; unfreeze() moves them all to the oldest one.
             gc.freeze()
             gc.unfreeze()
         if was_enabled:
@@ -175,6 +185,13 @@ def collector_paused(objects: int = 0) -> Iterator[None]:
 _PROMOTE_FROM: Final = 5000
 """Objects from which :func:`collector_paused` promotes them: catch-up pages, not the small
 batches of a live projection, so that the process's collector works as usual when live."""
+
+_FULL_EVERY: Final = 10
+"""A full collection before every this many promotions: about the collector's own cadence
+(a full pass after ten passes over the middle generation)."""
+
+_promotions = itertools.count(1)
+_GIL_ENABLED: Final[Callable[[], bool]] = getattr(sys, "_is_gil_enabled", lambda: True)
 
 
 # Position and RecordedEvent are frozen dataclasses, whose __init__ sets each field through

@@ -313,5 +313,7 @@ async def keep_session(conn: asyncpg.Connection[Any]) -> None:
     asyncpg's default reset is a round trip on every release, which the caller waits for
     (a quarter of a one-event append; a second round trip on every read-store query).
     Neither store leaves session state behind: no SET, LISTEN, session advisory lock or
-    cursor outlives a call (listeners and leases have connections of their own).
+    cursor outlives a call (listeners and leases have connections of their own); asyncpg
+    still rolls back a transaction left open. Projection SQL on the read store must use
+    ``SET LOCAL`` for the same reason (docs/projections.md says so).
     """

@@ -42,9 +42,9 @@ class EventRegistry:
 
     def __init__(self, events: Iterable[type[DomainEvent]] = ()) -> None:
         self._classes: dict[str, type[DomainEvent]] = {}
-        # event type -> (current schema version, the class's JSON validator): the lookup
-        # every decoded event makes, kept to one dict access.
-        self._current: dict[str, tuple[int, Callable[[str], DomainEvent]]] = {}
+        # event type -> (current schema version, class): the lookup every decoded event
+        # makes, kept to one dict access.
+        self._current: dict[str, tuple[int, type[DomainEvent]]] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
         for cls in events:
             self.register(cls)
@@ -57,8 +57,9 @@ class EventRegistry:
                 f"event type {cls.event_type!r} is already registered to {existing.__qualname__}"
             )
         self._classes[cls.event_type] = cls
-        validator = cls.__pydantic_validator__.validate_json
-        self._current[cls.event_type] = (cls.schema_version, validator)
+        # The class, not its validator: a class with forward references may complete
+        # after registering, and model_rebuild() replaces the validator.
+        self._current[cls.event_type] = (cls.schema_version, cls)
         return cls
 
     def add_upcaster(self, event_type: str, from_version: int, upcaster: Upcaster) -> None:
@@ -113,7 +114,8 @@ class EventRegistry:
             # spliced in as its last member; about a third cheaper than parsing, then
             # validating the payload and the metadata separately. Stored texts come
             # from the store's own encoder or jsonb output: no surrounding whitespace.
-            return current[1](f'{data[:-1]}{", " if len(data) > 2 else ""}"metadata": {metadata}}}')
+            text = f'{data[:-1]}{", " if len(data) > 2 else ""}"metadata": {metadata}}}'
+            return current[1].__pydantic_validator__.validate_json(text)  # type: ignore[no-any-return]
         return self._decode_general(event_type, schema_version, data, metadata)
 
     def _decode_general(
