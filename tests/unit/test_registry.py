@@ -52,3 +52,15 @@ def test_decoded_pages_hold_ordinary_positions_and_recorded_events() -> None:
     assert pickle.loads(pickle.dumps(recorded)) == expected
     assert dataclasses.replace(recorded, version=4).version == 4
     assert dataclasses.asdict(recorded.position) == {"commit": 9, "seq": 42}
+
+
+def test_stored_texts_outside_the_common_shape_still_decode() -> None:
+    event = Shipped(parcel=Parcel(weight_grams=3))
+    stored = registry.encode(event)
+    shapes = [
+        (stored.data, stored.metadata),
+        (f"  {stored.data}\n", stored.metadata),
+        (stored.data.encode(), stored.metadata.encode()),
+    ]
+    for data, metadata in shapes:
+        assert registry.decode(stored.event_type, 1, data, metadata) == event

@@ -121,11 +121,9 @@ class EventRegistry:
     def _decode_general(
         self, event_type: str, schema_version: int, data: str | bytes, metadata: str | bytes
     ) -> DomainEvent:
+        # Any other shape (bytes, surrounding whitespace, a payload member of its own named
+        # "metadata") or an older schema version: parse, upcast, then validate.
         cls = self.class_for(event_type)
-        if schema_version == cls.schema_version:
-            combined = _with_metadata(data, metadata)
-            if combined is not None:
-                return cls.model_validate_json(combined)
         payload: dict[str, Any] = orjson.loads(data)
         version = schema_version
         while version < cls.schema_version:
@@ -139,21 +137,3 @@ class EventRegistry:
             raise UnknownEventType(event_type, schema_version)
         payload["metadata"] = Metadata.model_validate_json(metadata)
         return cls.model_validate(payload)
-
-
-def _with_metadata(data: str | bytes, metadata: str | bytes) -> str | None:
-    """The payload's JSON object with ``"metadata"`` added as its last member.
-
-    ``None`` when the texts are not in the plain shape this relies on (a JSON object
-    without a ``metadata`` member of its own); the caller then takes the general path.
-    """
-    if not isinstance(data, str) or not isinstance(metadata, str):
-        return None
-    body = data.rstrip()
-    if not body.endswith("}") or '"metadata"' in body:
-        return None
-    body = body[:-1].rstrip()
-    if not body.startswith("{"):
-        return None
-    separator = "" if body == "{" else ", "
-    return f'{body}{separator}"metadata": {metadata}}}'
