@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -359,9 +360,11 @@ async def latency(
         if store is not None and "postgres" not in read_url
         else await open_read_store(read_url)
     )
-    runner = ProjectionRunner(events, registry=CollectorRegistry())
+    running: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
     if store is not None:
+        runner = ProjectionRunner(events, registry=CollectorRegistry())
         runner.add(OrderSummary(), store)
+        running = runner
     samples: list[float] = []
     from_commit: list[float] = []
     pending: set[asyncio.Task[None]] = set()
@@ -373,7 +376,7 @@ async def latency(
         samples.append(visible - started)
         from_commit.append(visible - committed)
 
-    async with runner:
+    async with running:
         assert (await wait_for(waiter, "order_summary", await events.head(), 3600)).reached
         run = uuid.uuid4().hex[:8]
         deadline = time.perf_counter() + seconds
