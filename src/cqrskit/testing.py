@@ -451,6 +451,28 @@ class EventStoreContract:
         assert loop.time() - appended < 0.5
         assert await store.wait_for_events(head, timeout=0) is True
 
+    async def test_next_events_waits_then_returns_what_read_all_would(
+        self, store: EventStore
+    ) -> None:
+        head = await store.head()
+        assert await store.next_events(head, timeout=0.05) == []
+        waiter = asyncio.create_task(store.next_events(head, 2, timeout=5))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        loop = asyncio.get_running_loop()
+        stream = _stream()
+        await store.append(stream, [_note("one"), _note("two"), _note("three")])
+        appended = loop.time()
+        arrived = await waiter
+        assert loop.time() - appended < 0.5
+        # At most ``limit``, in global order, exactly the events read_all returns.
+        assert [(e.stream_id, e.version) for e in arrived] == [(stream, 1), (stream, 2)]
+        assert [e.position for e in arrived] == [e.position for e in await store.read_all(head, 2)]
+        rest = await store.next_events(arrived[-1].position, timeout=0)
+        assert [e.version for e in rest] == [3]
+        with pytest.raises(ValueError, match="limit"):
+            await store.next_events(head, 0, timeout=0)
+
     async def test_a_closed_handle_says_so(self, open_store: StoreOpener) -> None:
         store = await open_store(contract_registry())
         head = await store.head()

@@ -147,14 +147,15 @@ async def test_concurrent_repeat_on_the_idempotency_key_returns_the_first_result
         await blocker.close()
 
 
+@pytest.mark.parametrize("wait", ["wait_for_events", "next_events"])
 async def test_waiters_hold_back_events_an_older_open_transaction_could_precede(
-    open_pg: Opener, raw: asyncpg.Connection
+    open_pg: Opener, raw: asyncpg.Connection, wait: str
 ) -> None:
     store = await open_pg(poll_interval=30.0)
     head = await store.head()
     await raw.execute("BEGIN")
     older = await raw.fetchval("SELECT pg_current_xact_id()")
-    waiter = asyncio.create_task(store.wait_for_events(head, timeout=10))
+    waiter = asyncio.create_task(getattr(store, wait)(head, timeout=10))
     result = await store.append(_stream(), [Noted(text="later")])
     assert result.position.commit > older
     await asyncio.sleep(0.3)
@@ -166,8 +167,12 @@ async def test_waiters_hold_back_events_an_older_open_transaction_could_precede(
     loop = asyncio.get_running_loop()
     await raw.execute("ROLLBACK")
     ended = loop.time()
-    assert await waiter is True
+    woken = await waiter
     assert loop.time() - ended < 0.5, "the waiter should re-check soon, not at the next poll"
+    if wait == "next_events":
+        assert [r.position for r in woken] == [result.position]
+    else:
+        assert woken is True
     assert [r.position for r in await store.read_all(head)] == [result.position]
     assert await store.head() == result.position
 

@@ -276,13 +276,17 @@ class _Worker:
         reader: _Prefetcher,
     ) -> None:
         main = projection is self.projection
+        arrived: list[RecordedEvent] = []  # what waiting live returned: the next batch
         while not stop.is_set():
             if lease.lost.is_set():
                 raise _LeaseLost
             # Yield once per batch: with in-memory stores nothing else would, starving
             # every other task (other projections, queries) during a long catch-up.
             await asyncio.sleep(0)
-            events = await reader.read(checkpoint)
+            if arrived:
+                events, arrived = arrived, []
+            else:
+                events = await reader.read(checkpoint)
             caught_up = len(events) < self.runner.batch_size
             switch = plan is not None and caught_up
             if events or switch:
@@ -301,8 +305,11 @@ class _Worker:
                     checkpoint = stored
                     continue
             if not main:
-                if caught_up and await self._wait_for_events(checkpoint, stop, lease):
-                    return
+                if caught_up:
+                    waited = await self._next_events(checkpoint, stop, lease)
+                    if waited is None:
+                        return
+                    arrived = waited
                 continue
             if plan is not None and not switch and await self._may_switch(plan, checkpoint):
                 # Under a steady write load batches may never come back short: switch once
@@ -321,8 +328,10 @@ class _Worker:
             await self._measure(events, checkpoint, caught_up)
             if caught_up:
                 self.state = ProjectionState.LIVE
-                if await self._wait_for_events(checkpoint, stop, lease):
+                waited = await self._next_events(checkpoint, stop, lease)
+                if waited is None:
                     return
+                arrived = waited
             elif plan is None:
                 self.state = ProjectionState.CATCHING_UP
 
@@ -338,12 +347,17 @@ class _Worker:
         live = await self.store.checkpoint(self.name, plan.live_version)
         return live is None or checkpoint >= live
 
-    async def _wait_for_events(self, after: Position, stop: asyncio.Event, lease: Lease) -> bool:
-        """Wait for new events; true when asked to stop (or the lease went)."""
+    async def _next_events(
+        self, after: Position, stop: asyncio.Event, lease: Lease
+    ) -> list[RecordedEvent] | None:
+        """The next batch once events arrive (``[]`` after ``idle_wait`` without any);
+        ``None`` when asked to stop first. Raises :class:`_LeaseLost` if the lease went."""
+        runner = self.runner
+        reading = asyncio.create_task(
+            runner.event_store.next_events(after, runner.batch_size, timeout=runner.idle_wait)
+        )
         waiters = [
-            asyncio.create_task(
-                self.runner.event_store.wait_for_events(after, self.runner.idle_wait)
-            ),
+            reading,
             asyncio.create_task(stop.wait()),
             asyncio.create_task(lease.lost.wait()),
         ]
@@ -355,7 +369,10 @@ class _Worker:
             await asyncio.gather(*waiters, return_exceptions=True)
         if lease.lost.is_set():
             raise _LeaseLost
-        return stop.is_set()
+        if stop.is_set():
+            return None
+        # Read errors surface here as they would from a read at the top of the loop.
+        return reading.result()
 
     async def _fault(self, error: str) -> bool:
         """Stay faulted until resumed (true) or stopped (false), keeping the lease."""

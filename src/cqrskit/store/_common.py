@@ -102,6 +102,25 @@ class EventStoreBase(ABC):
         encoded.sort(key=lambda a: a.stream_id)
         return encoded
 
+    async def next_events(
+        self, after: Position, limit: int = 1000, *, timeout: float
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` events after ``after`` once one is readable, waiting up to
+        ``timeout``; ``[]`` when none became readable in time."""
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        if not await self.wait_for_events(after, timeout):
+            return []
+        return await self.read_all(after, limit)
+
+    @abstractmethod
+    async def wait_for_events(self, after: Position, timeout: float) -> bool:
+        """Wait until an event after ``after`` is readable; false when ``timeout`` ran out."""
+
+    @abstractmethod
+    async def read_all(self, after: Position, limit: int = 1000) -> list[RecordedEvent]:
+        """Up to ``limit`` events after ``after`` in global order."""
+
     @abstractmethod
     async def _append(
         self,

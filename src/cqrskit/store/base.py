@@ -188,6 +188,17 @@ class EventStore(Protocol):
         """Wait until an event after ``after`` is readable; false when ``timeout`` ran out."""
         ...
 
+    async def next_events(
+        self, after: Position, limit: int = 1000, *, timeout: float
+    ) -> list[RecordedEvent]:
+        """What ``read_all(after, limit)`` returns once an event after ``after`` is readable,
+        waiting up to ``timeout`` for one; ``[]`` when none became readable in time.
+
+        A live reader's loop in one call, which a backend may serve in fewer round trips
+        than waiting and then reading.
+        """
+        ...
+
     async def find_idempotent(self, key: str) -> AppendResult | None:
         """The result of the append made with idempotency ``key``, if there was one."""
         ...

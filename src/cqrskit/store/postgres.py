@@ -134,7 +134,6 @@ class PostgresEventStore(EventStoreBase):
             f"SELECT transaction_id, global_position FROM {s}.events WHERE {readable} "
             "ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
         )
-        # Null: nothing after the position; false: committed but not yet readable.
         self._sql_next_readable = (
             f"SELECT {readable} FROM {s}.events "
             "WHERE (transaction_id, global_position) > ($1::xid8, $2) "
@@ -457,6 +456,27 @@ class PostgresEventStore(EventStoreBase):
         event held back by an older open transaction is re-checked at short intervals;
         without any notification, waiters look every ``poll_interval``.
         """
+        return await self._when_readable(after, timeout, 0) is not None
+
+    async def next_events(
+        self, after: Position, limit: int = 1000, *, timeout: float
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` events after ``after`` once one is readable, waiting up to
+        ``timeout`` (woken as :meth:`wait_for_events` is); ``[]`` when none became readable.
+
+        A wake-up costs one query that returns the events themselves, not a check followed
+        by a read: a round trip less between an append and a live projection.
+        """
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        rows = await self._when_readable(after, timeout, limit)
+        return self._recorded(rows) if rows else []
+
+    async def _when_readable(
+        self, after: Position, timeout: float, limit: int
+    ) -> list[asyncpg.Record] | None:
+        """Wait until an event after ``after`` is readable; ``None`` on timeout. Then, with
+        ``limit``, the first ``limit`` readable rows; without (0), no rows."""
         self._ensure_open()
         self._listener.start()
         loop = asyncio.get_running_loop()
@@ -466,12 +486,19 @@ class PostgresEventStore(EventStoreBase):
             self._ensure_open()
             woken = self._wakeups.current()
             async with self._pool.acquire() as conn:
+                if limit:
+                    rows = await conn.fetch(self._sql_read_all, after.commit, after.seq, limit)
+                    if rows:
+                        return rows
+                # Null: nothing after the position; false: committed but held back.
                 readable = await conn.fetchval(self._sql_next_readable, after.commit, after.seq)
             if readable:
-                return True
+                if not limit:
+                    return []
+                continue  # became readable between the two queries
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return False
+                return None
             if readable is None:
                 recheck = _RECHECK_FIRST
                 with contextlib.suppress(TimeoutError):
