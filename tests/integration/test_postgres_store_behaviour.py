@@ -4,6 +4,7 @@ unique constraints, events held back by open transactions, lost connections, mig
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -175,6 +176,24 @@ async def test_waiters_hold_back_events_an_older_open_transaction_could_precede(
         assert woken is True
     assert [r.position for r in await store.read_all(head)] == [result.position]
     assert await store.head() == result.position
+
+
+async def test_a_waiter_held_back_for_long_names_the_open_transaction(
+    open_pg: Opener, raw: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await open_pg(poll_interval=30.0)
+    store.held_back_warning = 0.2
+    head = await store.head()
+    await raw.execute("BEGIN")
+    await raw.fetchval("SELECT pg_current_xact_id()")
+    await store.append(_stream(), [Noted(text="held back")])
+    with caplog.at_level(logging.WARNING, logger="cqrskit.store.postgres"):
+        assert await store.next_events(head, timeout=0.6) == []
+    await raw.execute("ROLLBACK")
+    warnings = [r.getMessage() for r in caplog.records if "held back" in r.getMessage()]
+    assert warnings, "no warning about the open transaction"
+    assert f"pid {raw.get_server_pid()}" in warnings[0]
+    assert [e.event.text for e in await store.next_events(head, timeout=1)] == ["held back"]
 
 
 async def test_waiter_wakes_after_the_listener_connection_is_killed(

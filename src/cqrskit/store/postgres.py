@@ -66,6 +66,10 @@ _ANY_RETRIES: Final = 20
 _RECHECK_FIRST: Final = 0.005
 _RECHECK_MAX: Final = 0.1
 _NOTIFY_SPACING: Final = 0.005
+_SQL_OLDEST_TRANSACTION: Final = (
+    "SELECT pid, datname, state, xact_start, left(query, 200) AS query FROM pg_stat_activity "
+    "WHERE backend_xid IS NOT NULL ORDER BY age(backend_xid) DESC LIMIT 1"
+)
 
 
 class EventStoreConnectionLost(EventStoreError):
@@ -482,6 +486,7 @@ class PostgresEventStore(EventStoreBase):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         recheck = _RECHECK_FIRST
+        held_since: float | None = None
         while True:
             self._ensure_open()
             woken = self._wakeups.current()
@@ -500,15 +505,45 @@ class PostgresEventStore(EventStoreBase):
             if remaining <= 0:
                 return None
             if readable is None:
-                recheck = _RECHECK_FIRST
+                recheck, held_since = _RECHECK_FIRST, None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), min(remaining, self._poll_interval))
             else:
                 # Committed, but an older transaction is still open: no notification will
                 # say when it ends, so look again soon, backing off.
+                now = loop.time()
+                if held_since is None:
+                    held_since = now
+                elif now - held_since >= self.held_back_warning:
+                    await self._warn_held_back(after, now - held_since)
+                    held_since = now
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), min(remaining, recheck))
                 recheck = min(recheck * 2, _RECHECK_MAX)
+
+    held_back_warning = 10.0
+    """Seconds a waiter sees committed events held back by an older open transaction
+    before it logs a warning naming that transaction (and again every as many seconds)."""
+
+    async def _warn_held_back(self, after: Position, seconds: float) -> None:
+        """Say which transaction holds readers back: while it stays open, every projection
+        waits (mechanism 3), with nothing else to show for it but a stalled checkpoint."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(_SQL_OLDEST_TRANSACTION)
+        culprit = (
+            "it has ended meanwhile"
+            if row is None
+            else (
+                f"the oldest is pid {row['pid']} (database {row['datname']!r}, "
+                f"{row['state']}, open since {row['xact_start']}): {row['query']!r}"
+            )
+        )
+        _log.warning(
+            "events after %s have been held back for %.1fs by a transaction still open; %s",
+            after,
+            seconds,
+            culprit,
+        )
 
     # -- idempotency and snapshots ------------------------------------------------------
 
