@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
 
 def _server_url(variable: str, server: str) -> str:
@@ -46,3 +47,20 @@ async def pg_schema(postgres_url: str) -> AsyncIterator[str]:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A fresh Redis key prefix for one test; every key under it is deleted afterwards.
+
+    It has no glob metacharacters, so it matches itself in ``SCAN MATCH``.
+    """
+    prefix = f"cqrskit-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = Redis.from_url(redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(match=prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
 from cqrskit.readstore import RedisReadStore, SqlReadStore, open_read_store
 
@@ -26,13 +24,7 @@ async def pg_read_store(postgres_url: str, pg_schema: str) -> AsyncIterator[SqlR
 
 
 @pytest.fixture
-async def redis_read_store(redis_url: str) -> AsyncIterator[RedisReadStore]:
-    prefix = f"cqrskit-test:{uuid.uuid4().hex[:12]}:"
-    store: RedisReadStore = await open_read_store(f"{redis_url}?prefix={prefix}")
+async def redis_read_store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisReadStore]:
+    store: RedisReadStore = await open_read_store(f"{redis_url}?prefix={redis_prefix}")
     yield store
     await store.close()
-    client = Redis.from_url(redis_url)
-    keys = [k async for k in client.scan_iter(match=prefix + "*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()

@@ -2,9 +2,10 @@
 
 ``python runner_child.py EVENT_URL READ_URL [--leases POSTGRES_URL] [--delay SECONDS]``
 
-Runs the contract tally projection until killed (or SIGTERM: graceful stop), printing its
-state and checkpoint on every change so the parent can tell which runner is active.
-``--delay`` slows each batch, so a test can kill the process in the middle of catch-up.
+Runs the contract tally projection written for the read store READ_URL names (SQL or
+Redis) until killed (or SIGTERM: graceful stop), printing its state and checkpoint on every
+change so the parent can tell which runner is active. ``--delay`` slows each batch, so a
+test can kill the process in the middle of catch-up.
 """
 
 from __future__ import annotations
@@ -19,20 +20,23 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from cqrskit.projection import FailurePolicy, PostgresLeases, ProjectionRunner
-from cqrskit.projection.testing import SqlTally, tick_registry
-from cqrskit.readstore import SqlReadStore, SqlUnitOfWork, open_read_store
+from cqrskit.projection import FailurePolicy, PostgresLeases, Projection, ProjectionRunner
+from cqrskit.projection.testing import harness_for, tick_registry
+from cqrskit.readstore import ReadStore, open_read_store
 from cqrskit.store import RecordedEvent, open_event_store
 
 
-class SlowTally(SqlTally):
-    delay = 0.0
+def slowed(tally_class: Any, delay: float) -> type[Projection[Any]]:
+    """``tally_class`` with every batch held open ``delay`` seconds after its writes."""
 
-    async def handle(self, events: Sequence[RecordedEvent], uow: SqlUnitOfWork) -> None:
-        await super().handle(events, uow)
-        if self.delay:
-            # Inside the transaction: a kill now lands mid-batch, before the commit.
-            await asyncio.sleep(self.delay)
+    class SlowTally(tally_class):
+        async def handle(self, events: Sequence[RecordedEvent], uow: Any) -> None:
+            await super().handle(events, uow)
+            # Still inside the batch (SQL: the transaction is open; Redis: the writes are
+            # queued on the MULTI, not yet EXECed), so a kill now lands before the commit.
+            await asyncio.sleep(delay)
+
+    return SlowTally
 
 
 async def main(argv: list[str]) -> None:
@@ -44,11 +48,13 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--batch", type=int, default=50)
     args = parser.parse_args(argv)
     events = await open_event_store(args.event_url, tick_registry())
-    store: SqlReadStore = await open_read_store(args.read_url)
-    projection = SlowTally(
+    store: ReadStore[Any] = await open_read_store(args.read_url)
+    tally_class = harness_for(store).tally_class
+    if args.delay:
+        tally_class = slowed(tally_class, args.delay)
+    projection = tally_class(
         name="tally", version=1, failure_policy=FailurePolicy(retries=0), poison=set()
     )
-    projection.delay = args.delay
     options: dict[str, Any] = {"registry": CollectorRegistry(), "lease_retry": 0.1}
     if args.leases:
         options["leases"] = PostgresLeases(args.leases, check_interval=0.5)

@@ -2,6 +2,8 @@
 
 Counters make double application visible: after the last clean run every stream's count
 must equal its number of events, exactly as a full replay into a fresh store computes it.
+The crash test runs on SQL (SQLite, PostgreSQL) and Redis read stores, each with the
+contract tally written for it.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from cqrskit.projection.testing import (
     MemoryHarness,
     SqlHarness,
     Ticked,
+    harness_for,
     tick_registry,
 )
-from cqrskit.readstore import MemoryReadStore, SqlReadStore, open_read_store
+from cqrskit.readstore import MemoryReadStore, ReadStore, SqlReadStore, open_read_store
 from cqrskit.store import START, EventStore, Position, StreamAppend, open_event_store
 
 pytestmark = pytest.mark.slow
@@ -120,7 +123,7 @@ async def full_replay(events: EventStore) -> dict[str, int]:
 
 
 async def wait_until(
-    store: SqlReadStore, predicate: Any, timeout: float, what: str
+    store: ReadStore[Any], predicate: Any, timeout: float, what: str
 ) -> Position | None:
     deadline = time.monotonic() + timeout
     while True:
@@ -132,7 +135,7 @@ async def wait_until(
         await asyncio.sleep(0.01)
 
 
-async def caught_up(events: EventStore, store: SqlReadStore, timeout: float, what: str) -> None:
+async def caught_up(events: EventStore, store: ReadStore[Any], timeout: float, what: str) -> None:
     """Wait until the checkpoint reaches the head, re-reading the head each time: on
     PostgreSQL, events behind a transaction a killed runner left open become readable
     only once the server has ended that transaction."""
@@ -156,26 +159,38 @@ class Backend:
     leases: str | None = None
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("postgresql+redis", marks=[pytest.mark.postgres, pytest.mark.redis]),
+    ]
+)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Where the events and the read model live: SQLite, PostgreSQL, or PostgreSQL events
+    with a Redis read model (under a key prefix of its own, deleted afterwards)."""
     if request.param == "sqlite":
         return Backend(f"sqlite:///{tmp_path}/events.db", f"sqlite:///{tmp_path}/read.db")
     url = request.getfixturevalue("postgres_url")
     schema = request.getfixturevalue("pg_schema")
+    if request.param == "postgresql+redis":
+        redis_url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("redis_prefix")
+        return Backend(f"{url}?schema={schema}", f"{redis_url}?prefix={prefix}", url)
     return Backend(f"{url}?schema={schema}", f"{url}?schema={schema}", url)
 
 
 @pytest.fixture
-async def stores(backend: Backend) -> AsyncIterator[tuple[EventStore, SqlReadStore]]:
+async def stores(backend: Backend) -> AsyncIterator[tuple[EventStore, ReadStore[Any]]]:
     events = await open_event_store(backend.event_url, tick_registry())
-    store: SqlReadStore = await open_read_store(backend.read_url)
+    store: ReadStore[Any] = await open_read_store(backend.read_url)
     yield events, store
     await store.close()
     await events.close()
 
 
 async def test_sigkill_during_catch_up_then_a_clean_run_equals_a_full_replay(
-    backend: Backend, stores: tuple[EventStore, SqlReadStore], request: pytest.FixtureRequest
+    backend: Backend, stores: tuple[EventStore, ReadStore[Any]], request: pytest.FixtureRequest
 ) -> None:
     events, store = stores
     streams = [f"crash-{i}" for i in range(20)]
@@ -204,7 +219,7 @@ async def test_sigkill_during_catch_up_then_a_clean_run_equals_a_full_replay(
     assert await child.wait() == 0
     assert child.lines[-1] == "stopped"
 
-    model = await SqlHarness(store).counts()
+    model = await harness_for(store).counts()
     assert model == await expected_counts(events)
     assert model == await full_replay(events)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -220,18 +219,9 @@ def test_checkpoint_news_reads_only_live_checkpoint_payloads() -> None:
 
 
 @pytest.fixture
-def redis_prefix() -> str:
-    return f"cqrskit-test:{uuid.uuid4().hex[:12]}:"
-
-
-@pytest.fixture
-async def redis_admin(redis_url: str, redis_prefix: str) -> AsyncIterator[Redis]:
+async def redis_admin(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
     yield client
-    # Every prefix a test uses starts with redis_prefix, which has no glob metacharacters.
-    keys = [k async for k in client.scan_iter(match=redis_prefix + "*")]
-    if keys:
-        await client.delete(*keys)
     await client.aclose()
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "SqlHarness",
     "Ticked",
     "eventually",
+    "harness_for",
     "tick_registry",
 ]
 
@@ -202,6 +203,20 @@ class RedisHarness(ReadModelHarness[RedisUnitOfWork]):
         prefix = await self.redis.live_prefix(name)
         raw = await self.redis.client.hgetall(prefix + "counts")
         return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
+
+
+def harness_for(store: ReadStore[Any]) -> ReadModelHarness[Any]:
+    """The contract harness of ``store``'s kind (memory, SQL or Redis), on ``store``.
+
+    For tests that open a store from a URL and must use the tally written for it.
+    """
+    if isinstance(store, MemoryReadStore):
+        return MemoryHarness(store)
+    if isinstance(store, SqlReadStore):
+        return SqlHarness(store)
+    if isinstance(store, RedisReadStore):
+        return RedisHarness(store)
+    raise TypeError(f"no contract harness for {type(store).__qualname__}")
 
 
 async def eventually(
