@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from cqrskit.messages import DomainEvent
 from cqrskit.readstore import RedisReadStore, SqlReadStore, open_read_store
+from cqrskit.readstore.redis import glob_escape
 from cqrskit.store.base import START, Position, RecordedEvent
 
 
@@ -285,6 +286,7 @@ async def test_redis_drop_version_only_deletes_its_own_keys(
         for store in (mine, other):
             for version in (1, 2):
                 await store.prepare(Spec("orders", version), _no_setup)
+                await _park(store, Spec("orders", version), version)
             async with store.transaction(Spec("orders", 1), None) as tx:
                 tx.uow.pipe.set(tx.uow.key("row", "o1"), "data")
                 tx.advance_to(Position(0, 1))
@@ -295,6 +297,16 @@ async def test_redis_drop_version_only_deletes_its_own_keys(
         assert await mine.checkpoint("orders", 1) is None
         assert await redis_admin.get(other.version_prefix("orders", 1) + "row:o1") == b"data"
         assert await other.checkpoint("orders", 1) == Position(0, 1)
+        assert [p.id for p in await other.parked_events("orders", 1)] == ["1:1"]
+        # Of the dropped version nothing is left: no model key, checkpoint or parked event.
+        pattern = glob_escape(mine.prefix) + "*"
+        left = {k.decode() async for k in redis_admin.scan_iter(match=pattern)}
+        assert {k.removeprefix(mine.prefix) for k in left} == {
+            "live",
+            "checkpoint:orders:v2",
+            "parked:orders:v2",
+            "parked:orders:v2:1:2",
+        }
     finally:
         await mine.close()
         await other.close()
@@ -317,10 +329,20 @@ async def test_redis_refuses_projection_names_that_could_collide(
 # -- Redis: unparking is a commit guard ---------------------------------------------------
 
 
-async def _park(store: RedisReadStore, spec: Spec, seq: int) -> str:
+@pytest.fixture
+async def totals(redis_read_store: RedisReadStore) -> tuple[RedisReadStore, Spec, str]:
+    """The Redis store with a projection ``totals`` prepared, and the key of its sums."""
+    spec = Spec("totals")
+    await redis_read_store.prepare(spec, _no_setup)
+    return redis_read_store, spec, redis_read_store.version_prefix("totals", 1) + "totals"
+
+
+async def _park(store: RedisReadStore, spec: Spec, seq: int, both_in: Any = None) -> str:
     event = RecordedEvent("acc-1", seq, Position(1, seq), Paid(amount=1), datetime.now(UTC))
     async with store.transaction(spec, None) as tx:
         tx.park(event, "boom", 1)
+        if both_in is not None:
+            await both_in.wait()
     return str(event.position)
 
 
@@ -333,11 +355,9 @@ async def _retry(store: RedisReadStore, spec: Spec, parked_id: str, both_in: Any
 
 @pytest.mark.redis
 async def test_redis_concurrent_unparks_of_one_event_commit_once(
-    redis_read_store: RedisReadStore,
+    totals: tuple[RedisReadStore, Spec, str],
 ) -> None:
-    store, spec = redis_read_store, Spec("totals")
-    await store.prepare(spec, _no_setup)
-    total = store.version_prefix(spec.name, spec.version) + "totals"
+    store, spec, total = totals
     for round_ in range(1, 6):
         parked_id = await _park(store, spec, round_)
         both_in = asyncio.Barrier(2)
@@ -355,13 +375,33 @@ async def test_redis_concurrent_unparks_of_one_event_commit_once(
 
 
 @pytest.mark.redis
-async def test_redis_unpark_of_an_unknown_id_applies_nothing(
-    redis_read_store: RedisReadStore,
+async def test_redis_parking_another_event_meanwhile_does_not_fail_an_unpark(
+    totals: tuple[RedisReadStore, Spec, str],
 ) -> None:
-    store, spec = redis_read_store, Spec("totals")
-    await store.prepare(spec, _no_setup)
+    store, spec, total = totals
+    others: list[str] = []
+    for round_ in range(1, 6):
+        parked_id = await _park(store, spec, 2 * round_)
+        both_in = asyncio.Barrier(2)
+        # The park waits at the barrier first, so the retry (the last to arrive) goes on
+        # first: the park commits between the retry's WATCH and its EXEC.
+        results = await asyncio.gather(
+            _park(store, spec, 2 * round_ + 1, both_in),
+            _retry(store, spec, parked_id, both_in),
+            return_exceptions=True,
+        )
+        assert not [r for r in results if isinstance(r, BaseException)], results
+        others.append(str(results[0]))
+        assert int(await store.client.hget(total, "sum")) == round_
+        assert [p.id for p in await store.parked_events("totals")] == others
+
+
+@pytest.mark.redis
+async def test_redis_unpark_of_an_unknown_id_applies_nothing(
+    totals: tuple[RedisReadStore, Spec, str],
+) -> None:
+    store, spec, total = totals
     parked_id = await _park(store, spec, 1)
-    total = store.version_prefix(spec.name, spec.version) + "totals"
 
     async def unpark(expected: Position | None, *ids: str) -> None:
         async with store.transaction(spec, expected) as tx:

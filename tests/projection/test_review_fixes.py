@@ -15,9 +15,9 @@ from cqrskit.projection import FailurePolicy, ProjectionRunner, ProjectionState
 from cqrskit.projection.testing import (
     MemoryHarness,
     ReadModelHarness,
-    SqlHarness,
     Ticked,
     eventually,
+    harness_for,
     tick_registry,
 )
 from cqrskit.readstore import MemoryReadStore, SqlReadStore, SqlUnitOfWork
@@ -45,14 +45,25 @@ class GatedEvents(MemoryEventStore):
         return await super().read_stream(stream_id, from_version)
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
 def harness(request: pytest.FixtureRequest) -> ReadModelHarness[Any]:
-    """The contract harness on a memory, SQLite or PostgreSQL read store (closed after)."""
+    """The contract harness on a memory, SQLite, PostgreSQL or Redis read store (closed
+    after)."""
     if request.param == "memory":
         return MemoryHarness(MemoryReadStore())
-    fixture = "sqlite_read_store" if request.param == "sqlite" else "pg_read_store"
-    store: SqlReadStore = request.getfixturevalue(fixture)
-    return SqlHarness(store)
+    fixture = {
+        "sqlite": "sqlite_read_store",
+        "postgresql": "pg_read_store",
+        "redis": "redis_read_store",
+    }[request.param]
+    return harness_for(request.getfixturevalue(fixture))
 
 
 def _parked_gauge(runner: ProjectionRunner) -> float | None:

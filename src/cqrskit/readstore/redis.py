@@ -6,6 +6,10 @@ if no other runner moved the checkpoint meanwhile. Reads made inside a batch (th
 ``uow.client``) do not see the batch's own queued writes: write with commands that compute
 on the server (``HINCRBY``, ``HSET``, ...) rather than read-modify-write.
 
+Each parked event is a key of its own, indexed by a sorted set per projection version, so
+that unparking one (a commit guard) ``WATCH``es only that event's key: parking other
+events meanwhile does not fail it.
+
 Waiters in other processes are woken through pub/sub. The subscription is re-made (with
 backoff) whenever its connection drops, and waiters are woken after every (re)subscribe,
 since messages published meanwhile are gone; a slow heartbeat also wakes them, so that a
@@ -75,9 +79,14 @@ class RedisUnitOfWork:
 
 
 class RedisReadStore:
-    """Read models in Redis. Keys: ``{prefix}{projection}:v{version}:...`` for the model,
-    ``{prefix}live`` (projection -> live version), ``{prefix}checkpoint:...`` and
-    ``{prefix}parked:...``; commits publish on ``{prefix}checkpoints``."""
+    """Read models in Redis.
+
+    Keys: ``{prefix}{projection}:v{version}:...`` for the model, ``{prefix}live``
+    (projection -> live version), ``{prefix}checkpoint:{projection}:v{version}``,
+    ``{prefix}parked:{projection}:v{version}:{id}`` (one parked event, JSON) and the sorted
+    set ``{prefix}parked:{projection}:v{version}`` of the version's parked ids (scored by
+    global sequence number). Commits publish on ``{prefix}checkpoints``.
+    """
 
     heartbeat_interval = 5.0
     """Seconds between fallback wake-ups while subscribed."""
@@ -113,8 +122,12 @@ class RedisReadStore:
     def _checkpoint_key(self, projection: str, version: int) -> str:
         return f"{self._prefix}checkpoint:{projection}:v{version}"
 
-    def _parked_key(self, projection: str, version: int) -> str:
+    def _parked_index(self, projection: str, version: int) -> str:
         return f"{self._prefix}parked:{projection}:v{version}"
+
+    def _parked_key(self, projection: str, version: int, parked_id: str) -> str:
+        # The index's name plus ":", so that one escaped SCAN MATCH finds a version's own.
+        return f"{self._parked_index(projection, version)}:{parked_id}"
 
     @property
     def _live_key(self) -> str:
@@ -190,12 +203,13 @@ class RedisReadStore:
     ) -> None:
         """Unparking is a guard: the commit applies only if every id is still parked then.
 
-        The parked hash is ``WATCH``ed on the pipeline's connection (the pipeline is in
-        ``MULTI`` mode, so the command goes out at once rather than being queued) and only
-        then read, so an unpark committed by anyone after the read fails the ``EXEC``.
+        The unparked events' keys (only theirs: parking others must not fail this commit)
+        are ``WATCH``ed on the pipeline's connection (the pipeline is in ``MULTI`` mode, so
+        the command goes out at once rather than being queued) and only then read, so an
+        unpark of one of them committed by anyone after the read fails the ``EXEC``.
         """
         await pipe.immediate_execute_command(  # type: ignore[no-untyped-call]
-            "WATCH", self._parked_key(name, version)
+            "WATCH", *(self._parked_key(name, version, i) for i in unparked)
         )
         missing = await self._missing_parked(name, version, unparked)
         if missing is not None:
@@ -207,7 +221,7 @@ class RedisReadStore:
         """The error for the first id of ``unparked`` that is not parked (or repeated)."""
         if not unparked:
             return None
-        present = await self.client.hmget(self._parked_key(name, version), unparked)
+        present = await self.client.mget([self._parked_key(name, version, i) for i in unparked])
         seen: set[str] = set()
         for parked_id, value in zip(unparked, present, strict=True):
             if value is None or parked_id in seen:
@@ -229,9 +243,12 @@ class RedisReadStore:
                 "attempts": attempts,
                 "parked_at": now,
             }
-            pipe.hset(self._parked_key(name, version), str(event.position), orjson.dumps(record))
+            parked_id = str(event.position)
+            pipe.set(self._parked_key(name, version, parked_id), orjson.dumps(record))
+            pipe.zadd(self._parked_index(name, version), {parked_id: event.position.seq})
         for parked_id in tx.unparked:
-            pipe.hdel(self._parked_key(name, version), parked_id)
+            pipe.delete(self._parked_key(name, version, parked_id))
+            pipe.zrem(self._parked_index(name, version), parked_id)
         if tx.new_checkpoint is not None:
             position = tx.new_checkpoint
             pipe.set(self._checkpoint_key(name, version), f"{position.commit}:{position.seq}")
@@ -313,14 +330,20 @@ class RedisReadStore:
             version = await self.live_version(projection)
             if version is None:
                 return []
-        raw = await self.client.hgetall(self._parked_key(projection, version))
+        index = await self.client.zrange(self._parked_index(projection, version), 0, -1)
+        ids = [_text(i) for i in index]
+        if not ids:
+            return []
+        values = await self.client.mget([self._parked_key(projection, version, i) for i in ids])
         parked = []
-        for key, value in raw.items():
+        for parked_id, value in zip(ids, values, strict=True):
+            if value is None:
+                continue  # unparked between the two reads
             record = orjson.loads(value)
             commit, seq = record["position"]
             parked.append(
                 ParkedEvent(
-                    id=_text(key),
+                    id=parked_id,
                     projection=projection,
                     version=version,
                     position=Position(commit, seq),
@@ -332,6 +355,8 @@ class RedisReadStore:
                     parked_at=datetime.fromisoformat(record["parked_at"]),
                 )
             )
+        # The index's score (the sequence number) is not the whole order on PostgreSQL,
+        # where positions order by the writing transaction first.
         return sorted(parked, key=lambda p: p.position)
 
     async def drop_version(self, projection: str, version: int) -> None:
@@ -339,16 +364,20 @@ class RedisReadStore:
         check_name("projection", projection)
         if await self.live_version(projection) == version:
             raise ValueError(f"{projection} v{version} is live; switch before dropping it")
+        index = self._parked_index(projection, version)
+        for prefix in (self.version_prefix(projection, version), index + ":"):
+            await self._unlink_matching(glob_escape(prefix) + "*")
+        await self.client.unlink(self._checkpoint_key(projection, version), index)
+
+    async def _unlink_matching(self, pattern: str) -> None:
         batch: list[Any] = []
-        async for key in self.client.scan_iter(
-            match=glob_escape(self.version_prefix(projection, version)) + "*", count=1000
-        ):
+        async for key in self.client.scan_iter(match=pattern, count=1000):
             batch.append(key)
             if len(batch) >= 1000:
                 await self.client.unlink(*batch)
                 batch = []
-        batch += [self._checkpoint_key(projection, version), self._parked_key(projection, version)]
-        await self.client.unlink(*batch)
+        if batch:
+            await self.client.unlink(*batch)
 
     async def close(self) -> None:
         """Stop listening and close the connection pool (whatever state the listener is in)."""
