@@ -246,6 +246,27 @@ def test_physical_names_over_63_bytes_are_rejected_with_the_limit_named() -> Non
         check_projection(Spec("p" * 56, 1, ["orders"]))
 
 
+@pytest.mark.parametrize("name", ["parked", "checkpoint"])
+def test_names_the_read_stores_use_for_their_own_keys_are_reserved(name: str) -> None:
+    with pytest.raises(ValueError, match=f"projection name '{name}' is reserved"):
+        check_projection(Spec(name, 1, ["orders"]))
+    check_name("table", name)  # a logical table may still be called so
+
+
+async def test_every_read_store_refuses_a_reserved_projection_name(
+    harness: ReadModelHarness[Any],
+) -> None:
+    # On Redis, projection "parked" v1 would keep its model under {prefix}parked:v1:, where
+    # the parked events of a projection named "v1" live: dropping it would delete them.
+    async def no_setup(uow: Any) -> None:
+        raise AssertionError("setup must not run for a refused name")
+
+    with pytest.raises(ValueError, match="reserved"):
+        await harness.store.prepare(Spec("parked", 1, []), no_setup)
+    with pytest.raises(ValueError, match="reserved"):
+        await harness.store.drop_version("parked", 1)
+
+
 async def _create_orders(uow: SqlUnitOfWork) -> None:
     await uow.execute("CREATE TABLE {orders} (id TEXT PRIMARY KEY)")
 

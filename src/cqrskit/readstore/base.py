@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Final, Generic, Protocol, TypeVar, runtime_checkable
 
 from cqrskit._signal import Signal
 from cqrskit.errors import CqrsError
@@ -115,9 +115,25 @@ def check_name(kind: str, name: str) -> None:
         )
 
 
+RESERVED_PROJECTION_NAMES: Final = frozenset({"checkpoint", "parked"})
+"""Names the Redis read store uses for its own key spaces (``{prefix}parked:...``): a
+projection of that name would share them. Refused on every store, so that projections
+stay portable."""
+
+
+def check_projection_name(name: str) -> None:
+    """A projection name: :func:`check_name`, and not one of the reserved names."""
+    check_name("projection", name)
+    if name in RESERVED_PROJECTION_NAMES:
+        raise ValueError(
+            f"projection name {name!r} is reserved (the read stores use "
+            f"{', '.join(sorted(RESERVED_PROJECTION_NAMES))} for their own keys)"
+        )
+
+
 def check_projection(projection: ProjectionSpec) -> None:
     """Check a projection's names and that its physical table names fit in 63 bytes."""
-    check_name("projection", projection.name)
+    check_projection_name(projection.name)
     for logical in projection.tables:
         check_name("table", logical)
     for logical in projection.tables:

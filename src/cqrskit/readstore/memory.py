@@ -15,6 +15,8 @@ from cqrskit.readstore.base import (
     ProjectionSpec,
     ReadTransaction,
     SetupHook,
+    check_projection,
+    check_projection_name,
     no_parked_event,
     wait_with_signal,
 )
@@ -88,7 +90,13 @@ class MemoryReadStore:
         self._signal = Signal()
 
     async def prepare(self, projection: ProjectionSpec, setup: SetupHook[MemoryUnitOfWork]) -> bool:
-        """Register a projection version (and make it live if it is the first)."""
+        """Register a projection version (and make it live if it is the first).
+
+        Names are checked as on every other store (see
+        :func:`~cqrskit.readstore.base.check_projection`), so a projection tested here
+        runs unchanged on SQL and Redis.
+        """
+        check_projection(projection)
         key = (projection.name, projection.version)
         if key in self._versions:
             return False
@@ -182,6 +190,7 @@ class MemoryReadStore:
 
     async def drop_version(self, projection: str, version: int) -> None:
         """Forget a version's read model, checkpoint and parked events."""
+        check_projection_name(projection)
         if self._live.get(projection) == version:
             raise ValueError(f"{projection} v{version} is live; switch before dropping it")
         self._versions.pop((projection, version), None)

@@ -38,7 +38,7 @@ from cqrskit.readstore.base import (
     ProjectionSpec,
     ReadTransaction,
     SetupHook,
-    check_name,
+    check_projection_name,
     no_parked_event,
     wait_with_signal,
 )
@@ -140,7 +140,7 @@ class RedisReadStore:
     async def prepare(self, projection: ProjectionSpec, setup: SetupHook[RedisUnitOfWork]) -> bool:
         """Create the version's checkpoint once (and make the first version live)."""
         name, version = projection.name, projection.version
-        check_name("projection", name)
+        check_projection_name(name)
         key = self._checkpoint_key(name, version)
         async with self.client.pipeline(transaction=True) as pipe:
             await pipe.watch(key)
@@ -169,7 +169,7 @@ class RedisReadStore:
         :class:`LookupError` is raised.
         """
         name, version = projection.name, projection.version
-        check_name("projection", name)
+        check_projection_name(name)
         key = self._checkpoint_key(name, version)
         async with self.client.pipeline(transaction=True) as pipe:
             if expected is not None:
@@ -361,7 +361,7 @@ class RedisReadStore:
 
     async def drop_version(self, projection: str, version: int) -> None:
         """Delete a version's keys, checkpoint and parked events."""
-        check_name("projection", projection)
+        check_projection_name(projection)
         if await self.live_version(projection) == version:
             raise ValueError(f"{projection} v{version} is live; switch before dropping it")
         index = self._parked_index(projection, version)

@@ -29,6 +29,7 @@ from cqrskit.readstore.base import (
     SetupHook,
     check_name,
     check_projection,
+    check_projection_name,
     no_parked_event,
     physical_table,
     resolve_tables,
@@ -490,6 +491,7 @@ class SqlReadStore:
 
     async def drop_version(self, projection: str, version: int) -> None:
         """Drop a version's tables and forget its checkpoint and parked events."""
+        check_projection_name(projection)
         if await self.live_version(projection) == version:
             raise ValueError(f"{projection} v{version} is live; switch before dropping it")
         tables = await self._tables_of(projection, version)
