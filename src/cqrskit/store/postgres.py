@@ -94,6 +94,10 @@ class PostgresEventStore(EventStoreBase):
     ``asyncpg.InterfaceError``).
     """
 
+    held_back_warning = 10.0
+    """Seconds a waiter sees committed events held back by an older open transaction
+    before it logs a warning naming that transaction (and again every as many seconds)."""
+
     def __init__(
         self,
         registry: EventRegistry,
@@ -460,7 +464,7 @@ class PostgresEventStore(EventStoreBase):
         event held back by an older open transaction is re-checked at short intervals;
         without any notification, waiters look every ``poll_interval``.
         """
-        return await self._when_readable(after, timeout, 0) is not None
+        return await self._when_readable(after, timeout, None) is not None
 
     async def next_events(
         self, after: Position, limit: int = 1000, *, timeout: float
@@ -477,10 +481,10 @@ class PostgresEventStore(EventStoreBase):
         return self._recorded(rows) if rows else []
 
     async def _when_readable(
-        self, after: Position, timeout: float, limit: int
+        self, after: Position, timeout: float, limit: int | None
     ) -> list[asyncpg.Record] | None:
-        """Wait until an event after ``after`` is readable; ``None`` on timeout. Then, with
-        ``limit``, the first ``limit`` readable rows; without (0), no rows."""
+        """Wait until an event after ``after`` is readable; ``None`` on timeout. Then the
+        first ``limit`` readable rows, or no rows (``[]``) when ``limit`` is ``None``."""
         self._ensure_open()
         self._listener.start()
         loop = asyncio.get_running_loop()
@@ -491,14 +495,14 @@ class PostgresEventStore(EventStoreBase):
             self._ensure_open()
             woken = self._wakeups.current()
             async with self._pool.acquire() as conn:
-                if limit:
+                if limit is not None:
                     rows = await conn.fetch(self._sql_read_all, after.commit, after.seq, limit)
                     if rows:
                         return rows
                 # Null: nothing after the position; false: committed but held back.
                 readable = await conn.fetchval(self._sql_next_readable, after.commit, after.seq)
             if readable:
-                if not limit:
+                if limit is None:
                     return []
                 continue  # became readable between the two queries
             remaining = deadline - loop.time()
@@ -520,10 +524,6 @@ class PostgresEventStore(EventStoreBase):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), min(remaining, recheck))
                 recheck = min(recheck * 2, _RECHECK_MAX)
-
-    held_back_warning = 10.0
-    """Seconds a waiter sees committed events held back by an older open transaction
-    before it logs a warning naming that transaction (and again every as many seconds)."""
 
     async def _warn_held_back(self, after: Position, seconds: float) -> None:
         """Say which transaction holds readers back: while it stays open, every projection
