@@ -11,15 +11,24 @@ export CQRSKIT_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format typecheck imports check bench clean
+# Every install takes the versions pinned here; `make upgrade` refreshes them on purpose.
+LOCK := requirements/lock.txt
 
-$(VENV)/.installed: pyproject.toml
+.PHONY: install upgrade run test lint format typecheck imports check bench clean
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
+
+## upgrade: move the lock to the newest releases pyproject.toml allows, reinstall, check
+upgrade: install
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --upgrade \
+		--quiet --output-file $(LOCK)
+	$(MAKE) check
 
 ## run: the framework quickstart on the embedded SQLite store
 run: install

@@ -398,6 +398,7 @@ class RedisReadStore:
 
 async def _close_quietly(pubsub: PubSub) -> None:
     try:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        # redis-py < 8.2 leaves aclose untyped; 8.2 types it. Valid on both.
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
     except _CONNECTION_ERRORS as exc:
         _log.debug("closing a lost subscription: %r", exc)
