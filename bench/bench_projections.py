@@ -54,7 +54,7 @@ from prometheus_client import CollectorRegistry
 from cqrskit.consistency import wait_for
 from cqrskit.messages import DomainEvent
 from cqrskit.projection import Projection, ProjectionRunner
-from cqrskit.readstore import SqlReadStore, SqlUnitOfWork, open_read_store
+from cqrskit.readstore import SqlReadStore, SqlUnitOfWork, open_sql_read_store
 from cqrskit.store import EventRegistry, EventStore, RecordedEvent, open_event_store
 from cqrskit.store._common import EventStoreBase
 
@@ -259,7 +259,7 @@ async def postgres_events(base_url: str, count: int) -> str:
 async def rebuild(event_url: str, read_url: str, batch_size: int) -> dict[str, Any]:
     """Build the projection from scratch; runs in its own process for an honest peak RSS."""
     events = await open_event_store(event_url, REGISTRY)
-    store: SqlReadStore = await open_read_store(read_url)
+    store: SqlReadStore = await open_sql_read_store(read_url)
     total = 0
     runner = ProjectionRunner(events, registry=CollectorRegistry(), batch_size=batch_size)
     runner.add(OrderSummary(), store)
@@ -326,7 +326,7 @@ async def drop_schema(base_url: str, schema: str) -> None:
 async def run_runner(event_url: str, read_url: str) -> None:
     """``--runner-child``: keep the projection live until stdin closes."""
     events = await open_event_store(event_url, REGISTRY)
-    store: SqlReadStore = await open_read_store(read_url)
+    store: SqlReadStore = await open_sql_read_store(read_url)
     runner = ProjectionRunner(events, registry=CollectorRegistry())
     runner.add(OrderSummary(), store)
     async with runner:
@@ -372,13 +372,13 @@ async def latency(
         assert child.stdout is not None
         await child.stdout.readline()
     else:
-        store = await open_read_store(read_url)
+        store = await open_sql_read_store(read_url)
     # On PostgreSQL the waiter is always a handle of its own, woken by NOTIFY like another
     # API process; SQLite's read store wakes waiters in-process only.
     waiter: SqlReadStore = (
         store
         if store is not None and "postgres" not in read_url
-        else await open_read_store(read_url)
+        else await open_sql_read_store(read_url)
     )
     running: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
     if store is not None:

@@ -29,10 +29,9 @@ from cqrskit import (
     RetryOnConflict,
     UnitOfWork,
     open_event_store,
-    open_read_store,
     wait_for,
 )
-from cqrskit.readstore import SqlReadStore, SqlUnitOfWork
+from cqrskit.readstore import SqlReadStore, SqlUnitOfWork, open_sql_read_store
 
 # -- the domain: events and an aggregate ----------------------------------------------
 
@@ -218,7 +217,7 @@ async def main(path: Path) -> None:
 
         step("8. A projection keeps a read model; a token reads your own write")
         read_path = path.with_name(f"{path.stem}-read.db")
-        read_store: SqlReadStore = await open_read_store(f"sqlite:///{read_path}")
+        read_store: SqlReadStore = await open_sql_read_store(f"sqlite:///{read_path}")
         try:
             async with ProjectionRunner(store) as runner:
                 runner.add(Balances(), read_store)

@@ -12,6 +12,8 @@ from cqrskit.errors import (
     EventStoreClosed,
     EventStoreError,
     HandlerNotFound,
+    IdempotencyKeyReused,
+    UnexpectedVersion,
     UnknownEventType,
 )
 from cqrskit.messages import Command, DomainEvent, Metadata, Query
@@ -55,6 +57,7 @@ __all__ = [
     "EventStoreError",
     "FailurePolicy",
     "HandlerNotFound",
+    "IdempotencyKeyReused",
     "IdempotencyMiddleware",
     "LoggingMiddleware",
     "Metadata",
@@ -70,6 +73,7 @@ __all__ = [
     "Repository",
     "RetryOnConflict",
     "StreamAppend",
+    "UnexpectedVersion",
     "UnitOfWork",
     "UnknownEventType",
     "WaitResult",

@@ -25,7 +25,7 @@ __all__ = [
 M = TypeVar("M", bound=Message)
 R = TypeVar("R")
 C = TypeVar("C", bound=Command)
-Q = TypeVar("Q", bound=Query)
+Q = TypeVar("Q", bound=Query[Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +49,15 @@ class Context(Generic[M]):
     """One message on its way through a bus's middleware.
 
     ``idempotency_key`` is set by the idempotency middleware: when present, the command's
-    events are recorded under it. ``attempt`` counts tries made by the retry middleware.
+    events are recorded under it, together with ``fingerprint`` (a digest of the command,
+    to refuse the key's reuse for another command). ``attempt`` counts tries made by the
+    retry middleware.
     """
 
     message: M
     idempotency_key: str | None = None
     attempt: int = 1
+    fingerprint: str | None = None
 
 
 Next = Callable[[Context[M]], Awaitable[R]]
@@ -129,26 +132,29 @@ class CommandBus:
         handler: CommandHandler[Command] = self._handlers.get(type(command))
         uow = UnitOfWork(self._repository, command)
         aggregate_id = await handler(command, uow)
-        result = await uow.commit(aggregate_id, context.idempotency_key)
+        result = await uow.commit(
+            aggregate_id, context.idempotency_key, fingerprint=context.fingerprint
+        )
         return CommandResult(result.result_id or aggregate_id, result.position, result.replayed)
 
 
 class QueryBus:
     """Sends each query to its one handler; handlers read only read models."""
 
-    def __init__(self, middleware: Sequence[Middleware[Query, Any]] = ()) -> None:
-        self._handlers: _Registry[Query] = _Registry()
-        self._pipeline: Next[Query, Any] = _chain(middleware, self._dispatch)
+    def __init__(self, middleware: Sequence[Middleware[Query[Any], Any]] = ()) -> None:
+        self._handlers: _Registry[Query[Any]] = _Registry()
+        self._pipeline: Next[Query[Any], Any] = _chain(middleware, self._dispatch)
 
-    def register(self, query_type: type[Q], handler: QueryHandler[Q, R]) -> None:
+    def register(self, query_type: type[Q], handler: QueryHandler[Q, Any]) -> None:
         """Make ``handler`` the handler of ``query_type``; a second one is an error."""
         self._handlers.add(query_type, handler)
 
-    async def ask(self, query: Query) -> Any:
-        """Answer ``query``."""
+    async def ask(self, query: Query[R]) -> R:
+        """Answer ``query``; typed as what the query declares (``Query[R]`` answers ``R``)."""
         self._handlers.get(type(query))
-        return await self._pipeline(Context(query))
+        answer: R = await self._pipeline(Context(query))
+        return answer
 
-    async def _dispatch(self, context: Context[Query]) -> Any:
-        handler: QueryHandler[Query, Any] = self._handlers.get(type(context.message))
+    async def _dispatch(self, context: Context[Query[Any]]) -> Any:
+        handler: QueryHandler[Query[Any], Any] = self._handlers.get(type(context.message))
         return await handler(context.message)

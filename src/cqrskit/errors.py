@@ -15,7 +15,9 @@ __all__ = [
     "EventStoreClosed",
     "EventStoreError",
     "HandlerNotFound",
+    "IdempotencyKeyReused",
     "SchemaError",
+    "UnexpectedVersion",
     "UnknownEventType",
 ]
 
@@ -52,6 +54,40 @@ class AggregateNotFound(CqrsError):
         self.aggregate_type = aggregate_type
         self.aggregate_id = aggregate_id
         super().__init__(f"{aggregate_type} {aggregate_id!r} does not exist")
+
+
+class UnexpectedVersion(CqrsError):
+    """An aggregate is not at the version the caller based its change on.
+
+    Raised by ``UnitOfWork.load(..., expected_version=n)``, typically with the version a
+    client read (HTTP ``If-Match``). Unlike :class:`ConcurrencyError` it is not retried:
+    the client must read again and decide, because its change was made against old state.
+    """
+
+    def __init__(self, aggregate_type: str, aggregate_id: str, expected: int, actual: int) -> None:
+        self.aggregate_type = aggregate_type
+        self.aggregate_id = aggregate_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{aggregate_type} {aggregate_id!r} is at version {actual}, "
+            f"not at the expected version {expected}"
+        )
+
+
+class IdempotencyKeyReused(CqrsError):
+    """A command id (HTTP ``Idempotency-Key``) was sent again with a different command.
+
+    A repeat of the *same* command replays its first result; a different command under an
+    id already used is refused, since answering with the other command's result would lie.
+    """
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        super().__init__(
+            f"command id {message_id} was already used for a different command; "
+            "use a new id (Idempotency-Key) for a new command"
+        )
 
 
 class HandlerNotFound(CqrsError):

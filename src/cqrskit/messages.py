@@ -8,13 +8,17 @@ correlation id.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Generic, Self
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, GetPydanticSchema
 from pydantic_core import core_schema
+from typing_extensions import TypeVar
 
 __all__ = ["Command", "DomainEvent", "Message", "Metadata", "Query"]
+
+R = TypeVar("R", default=Any)
+"""What a query answers; a bare ``Query`` subclass answers ``Any``."""
 
 
 def _utc_now() -> datetime:
@@ -123,8 +127,13 @@ class Command(Message):
     """
 
 
-class Query(Message):
-    """A request for data that changes nothing (``GetOrderDetails``)."""
+class Query(Message, Generic[R]):
+    """A request for data that changes nothing (``GetOrderDetails``).
+
+    Parametrize it with what it answers, ``class GetOrder(Query[OrderView])``, and
+    ``await query_bus.ask(GetOrder(...))`` is typed as ``OrderView``. The parameter adds no
+    field; a plain ``class Ping(Query)`` answers ``Any``.
+    """
 
 
 class DomainEvent(Message):

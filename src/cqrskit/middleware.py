@@ -8,6 +8,7 @@ import random
 import time
 from typing import TypeVar
 
+from cqrskit._fingerprint import check_fingerprint, fingerprint
 from cqrskit.bus import CommandResult, Context, Next
 from cqrskit.errors import ConcurrencyError
 from cqrskit.messages import Command, Message
@@ -90,6 +91,11 @@ class IdempotencyMiddleware:
     A command whose id was handled before returns the first result and writes nothing. A
     new command's events are recorded under its id in the same transaction as the events,
     so the record survives restarts, and two concurrent repeats cannot both write.
+
+    The record also keeps a fingerprint of the command (its type and payload): a
+    *different* command sent under an id already used raises
+    :class:`~cqrskit.errors.IdempotencyKeyReused` instead of replaying, also when the two
+    race each other.
     """
 
     def __init__(self, store: EventStore) -> None:
@@ -99,8 +105,11 @@ class IdempotencyMiddleware:
         self, context: Context[Command], call_next: Next[Command, CommandResult]
     ) -> CommandResult:
         key = str(context.message.metadata.message_id)
+        digest = fingerprint(context.message)
         earlier = await self._store.find_idempotent(key)
         if earlier is not None:
-            return CommandResult(earlier.result_id, earlier.position, replayed=True)
+            result_id = check_fingerprint(earlier.result_id, digest, key)
+            return CommandResult(result_id, earlier.position, replayed=True)
         context.idempotency_key = key
+        context.fingerprint = digest
         return await call_next(context)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import TypeVar
 
+from cqrskit._fingerprint import check_fingerprint, encode_result_id
 from cqrskit.aggregate import Aggregate
-from cqrskit.errors import AggregateNotFound
+from cqrskit.errors import AggregateNotFound, UnexpectedVersion
 from cqrskit.messages import Message
 from cqrskit.store.base import (
     NO_STREAM,
@@ -130,13 +132,23 @@ class UnitOfWork:
         self.command = command
         self._tracked: dict[str, Aggregate] = {}
 
-    async def load(self, cls: type[A], id: str) -> A:
-        """Load an aggregate and track it for the commit."""
-        return self._track(await self.repository.load(cls, id))
+    async def load(self, cls: type[A], id: str, *, expected_version: int | None = None) -> A:
+        """Load an aggregate and track it for the commit.
 
-    async def find(self, cls: type[A], id: str) -> A | None:
-        """Load an aggregate if it exists and track it for the commit."""
+        With ``expected_version`` (e.g. from HTTP ``If-Match``), raise
+        :class:`UnexpectedVersion` unless the aggregate is at exactly that version.
+        """
+        aggregate = await self.repository.load(cls, id)
+        _check_version(cls, id, aggregate, expected_version)
+        return self._track(aggregate)
+
+    async def find(self, cls: type[A], id: str, *, expected_version: int | None = None) -> A | None:
+        """Load an aggregate if it exists and track it for the commit.
+
+        ``expected_version`` as in :meth:`load`; a missing aggregate is at version 0.
+        """
         aggregate = await self.repository.find(cls, id)
+        _check_version(cls, id, aggregate, expected_version)
         return None if aggregate is None else self._track(aggregate)
 
     def add(self, aggregate: A) -> A:
@@ -150,16 +162,36 @@ class UnitOfWork:
         self._tracked[aggregate.stream_id] = aggregate
         return aggregate
 
-    async def commit(self, result_id: str, idempotency_key: str | None = None) -> AppendResult:
+    async def commit(
+        self,
+        result_id: str,
+        idempotency_key: str | None = None,
+        *,
+        fingerprint: str | None = None,
+    ) -> AppendResult:
         """Save every tracked aggregate's new events in one append.
 
         With ``idempotency_key`` the append is recorded under it together with
-        ``result_id``, so a repeat of the command can return the first result.
+        ``result_id`` and the command's ``fingerprint``, so a repeat of the command can
+        return the first result. When a concurrent command with the same key won the race,
+        the store replays its result: if that was a different command (another
+        fingerprint), :class:`~cqrskit.errors.IdempotencyKeyReused` is raised. The result's
+        ``result_id`` is always the plain id.
         """
-        return await self.repository.save(
+        result = await self.repository.save(
             *self._tracked.values(),
             cause=self.command,
             idempotency=None
             if idempotency_key is None
-            else Idempotency(idempotency_key, result_id),
+            else Idempotency(idempotency_key, encode_result_id(result_id, fingerprint)),
         )
+        if idempotency_key is None:
+            return result
+        plain = check_fingerprint(result.result_id, fingerprint, idempotency_key)
+        return dataclasses.replace(result, result_id=plain)
+
+
+def _check_version(cls: type[A], id: str, aggregate: A | None, expected: int | None) -> None:
+    actual = 0 if aggregate is None else aggregate.version
+    if expected is not None and actual != expected:
+        raise UnexpectedVersion(cls.category, id, expected, actual)

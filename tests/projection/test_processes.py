@@ -34,7 +34,13 @@ from cqrskit.projection.testing import (
     harness_for,
     tick_registry,
 )
-from cqrskit.readstore import MemoryReadStore, ReadStore, SqlReadStore, open_read_store
+from cqrskit.readstore import (
+    MemoryReadStore,
+    ReadStore,
+    SqlReadStore,
+    open_read_store,
+    open_sql_read_store,
+)
 from cqrskit.store import START, EventStore, Position, StreamAppend, open_event_store
 
 pytestmark = pytest.mark.slow
@@ -230,7 +236,7 @@ async def test_failover_between_two_runners_applies_nothing_twice(
 ) -> None:
     url = f"{postgres_url}?schema={pg_schema}"
     events = await open_event_store(url, tick_registry())
-    store: SqlReadStore = await open_read_store(url)
+    store: SqlReadStore = await open_sql_read_store(url)
     children: list[Child] = []
     try:
         streams = [f"failover-{i}" for i in range(10)]

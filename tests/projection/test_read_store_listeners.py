@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from cqrskit.messages import DomainEvent
-from cqrskit.readstore import RedisReadStore, SqlReadStore, open_read_store
+from cqrskit.readstore import RedisReadStore, SqlReadStore, open_sql_read_store
 from cqrskit.readstore.redis import glob_escape
 from cqrskit.store.base import START, Position, RecordedEvent
 
@@ -69,8 +69,8 @@ async def _until(condition: Any, timeout: float = 5.0) -> None:
 @pytest.fixture
 async def pg_pair(postgres_url: str, pg_schema: str) -> AsyncIterator[tuple[Any, Any]]:
     url = f"{postgres_url}?schema={pg_schema}"
-    a: SqlReadStore = await open_read_store(url)
-    b: SqlReadStore = await open_read_store(url)
+    a: SqlReadStore = await open_sql_read_store(url)
+    b: SqlReadStore = await open_sql_read_store(url)
     try:
         yield a, b
     finally:
@@ -115,7 +115,7 @@ async def test_postgres_wakeup_survives_listener_loss(
 async def test_postgres_close_after_listener_loss_raises_nothing(
     postgres_url: str, pg_schema: str
 ) -> None:
-    a: SqlReadStore = await open_read_store(f"{postgres_url}?schema={pg_schema}")
+    a: SqlReadStore = await open_sql_read_store(f"{postgres_url}?schema={pg_schema}")
     await a.wait_for_checkpoint("lst", Position(0, 1), 0.01)
     listener = _pg_listener(a)
     await _until(lambda: listener.server_pid is not None)

@@ -28,7 +28,13 @@ from cqrskit.projection.testing import (
     eventually,
     tick_registry,
 )
-from cqrskit.readstore import MemoryReadStore, RedisReadStore, SqlReadStore, open_read_store
+from cqrskit.readstore import (
+    MemoryReadStore,
+    RedisReadStore,
+    SqlReadStore,
+    open_redis_read_store,
+    open_sql_read_store,
+)
 from cqrskit.store import EventStore, Position, open_event_store
 
 ROUNDS = 20
@@ -65,7 +71,7 @@ async def test_memory(tmp_path: Path) -> None:
 
 async def test_sqlite(tmp_path: Path) -> None:
     events = await open_event_store(f"sqlite:///{tmp_path}/events.db", tick_registry())
-    store: SqlReadStore = await open_read_store(f"sqlite:///{tmp_path}/read.db")
+    store: SqlReadStore = await open_sql_read_store(f"sqlite:///{tmp_path}/read.db")
     try:
         await _measure(events, SqlHarness(store), store, "sqlite")
     finally:
@@ -85,7 +91,7 @@ async def test_postgres_across_store_handles(
     pg_events: EventStore, pg_read_store: SqlReadStore, postgres_url: str, pg_schema: str
 ) -> None:
     # The waiter's store is another handle: it only hears of commits through NOTIFY.
-    waiter: SqlReadStore = await open_read_store(f"{postgres_url}?schema={pg_schema}")
+    waiter: SqlReadStore = await open_sql_read_store(f"{postgres_url}?schema={pg_schema}")
     try:
         await _measure(pg_events, SqlHarness(pg_read_store), waiter, "postgresql (NOTIFY)")
     finally:
@@ -102,7 +108,9 @@ async def test_redis_across_store_handles(
     redis_read_store: RedisReadStore, redis_url: str, tmp_path: Path
 ) -> None:
     events = await open_event_store(f"sqlite:///{tmp_path}/events.db", tick_registry())
-    waiter: RedisReadStore = await open_read_store(f"{redis_url}?prefix={redis_read_store.prefix}")
+    waiter: RedisReadStore = await open_redis_read_store(
+        f"{redis_url}?prefix={redis_read_store.prefix}"
+    )
     try:
         await _measure(events, RedisHarness(redis_read_store), waiter, "redis (pub/sub)")
     finally:
@@ -111,7 +119,7 @@ async def test_redis_across_store_handles(
 
 
 async def test_timeout_is_reported_not_swallowed(tmp_path: Path) -> None:
-    store: SqlReadStore = await open_read_store(f"sqlite:///{tmp_path}/read.db")
+    store: SqlReadStore = await open_sql_read_store(f"sqlite:///{tmp_path}/read.db")
     try:
         harness = SqlHarness(store)
         projection = harness.tally()

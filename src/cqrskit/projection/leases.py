@@ -110,16 +110,22 @@ class PostgresLeases:
     """One session advisory lock per projection, each on its own connection.
 
     ``check_interval`` is how often a held lease pings its connection to notice a loss.
+    ``namespace`` sets apart the leases of services that share a database, each with
+    projections of the same names (e.g. one per schema).
     """
 
-    def __init__(self, url: str, check_interval: float = 1.0) -> None:
+    def __init__(self, url: str, check_interval: float = 1.0, namespace: str = "") -> None:
         # Options such as ?schema= are for stores; a lock needs only the server.
         self._url = urlunsplit(urlsplit(url)._replace(query=""))
         self._check = check_interval
+        self._namespace = namespace
 
     async def try_acquire(self, name: str) -> Lease | None:
         """The lease on ``name`` if no other session holds its advisory lock."""
-        key = lock_key(f"cqrskit-projection:{name}")
+        # Advisory locks are per database: services sharing one (in schemas of their
+        # own) tell their projections apart by namespace.
+        scope = f"{self._namespace}:" if self._namespace else ""
+        key = lock_key(f"cqrskit-projection:{scope}{name}")
         conn = await asyncpg.connect(self._url)
         try:
             got = await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)

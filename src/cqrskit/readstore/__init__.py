@@ -1,6 +1,6 @@
 """Read stores: where projections keep read models, checkpoints and parked events.
 
->>> store = await open_read_store("sqlite:///var/orders/read.db")
+>>> store = await open_sql_read_store("sqlite:///var/orders/read.db")
 >>> rows = await store.query("order_summary", "SELECT * FROM {orders} WHERE id = ?", order_id)
 """
 
@@ -34,6 +34,8 @@ __all__ = [
     "SqlReadStore",
     "SqlUnitOfWork",
     "open_read_store",
+    "open_redis_read_store",
+    "open_sql_read_store",
     "physical_table",
 ]
 
@@ -58,7 +60,7 @@ def _options(url: str, allowed: set[str]) -> dict[str, str]:
     return options
 
 
-async def open_read_store(url: str) -> Any:
+async def open_read_store(url: str) -> ReadStore[Any]:
     """Open the read store named by ``url``.
 
     - ``memory://`` — :class:`MemoryReadStore`;
@@ -69,7 +71,8 @@ async def open_read_store(url: str) -> Any:
       options ``schema`` (default ``public``) and ``pool_size`` (default 5);
     - ``redis://host:port/db?prefix=cqrskit:`` — :class:`RedisReadStore`.
 
-    The return type is the concrete store; annotate your variable with the store you expect.
+    To get the concrete type, use :func:`open_sql_read_store` or
+    :func:`open_redis_read_store`, which check the URL's kind.
     """
     parts = urlsplit(url)
     scheme = parts.scheme
@@ -110,3 +113,25 @@ async def open_read_store(url: str) -> Any:
         f"unsupported read store URL {url!r}: use memory://, sqlite:///path, "
         "postgresql://... or redis://..."
     )
+
+
+async def open_sql_read_store(url: str) -> SqlReadStore:
+    """Like :func:`open_read_store`, for a ``sqlite://`` or ``postgresql://`` URL only."""
+    if urlsplit(url).scheme not in ("sqlite", "postgres", "postgresql"):
+        raise ValueError(
+            f"expected a SQL read store URL (sqlite:///path or postgresql://...), not {url!r}"
+        )
+    store = await open_read_store(url)
+    if not isinstance(store, SqlReadStore):  # pragma: no cover - the scheme decides
+        raise TypeError(f"{url!r} opened a {type(store).__name__}")
+    return store
+
+
+async def open_redis_read_store(url: str) -> RedisReadStore:
+    """Like :func:`open_read_store`, for a ``redis://``, ``rediss://`` or ``unix://`` URL only."""
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"expected a Redis read store URL (redis://host:port/db), not {url!r}")
+    store = await open_read_store(url)
+    if not isinstance(store, RedisReadStore):  # pragma: no cover - the scheme decides
+        raise TypeError(f"{url!r} opened a {type(store).__name__}")
+    return store
