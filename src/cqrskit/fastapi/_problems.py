@@ -1,0 +1,257 @@
+"""Errors as RFC 9457 ``application/problem+json``, mapped once for the whole app."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import asyncpg
+import redis.exceptions
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cqrskit.errors import (
+    AggregateNotFound,
+    ConcurrencyError,
+    DomainError,
+    EventStoreClosed,
+    IdempotencyKeyReused,
+    UnexpectedVersion,
+)
+
+__all__ = [
+    "DEFAULT_STATUSES",
+    "PROBLEM_MEDIA_TYPE",
+    "Problem",
+    "header_error",
+    "install_problem_handlers",
+    "problem_response",
+]
+
+log = logging.getLogger("cqrskit.fastapi")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+_UNAVAILABLE = 503
+_UNAVAILABLE_TYPES: tuple[type[Exception], ...] = (
+    OSError,  # ConnectionError, ConnectionRefusedError, TimeoutError are all OSErrors
+    EventStoreClosed,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+DEFAULT_STATUSES: Mapping[type[Exception], int] = {
+    AggregateNotFound: 404,
+    ConcurrencyError: 409,
+    DomainError: 409,
+    UnexpectedVersion: 412,
+    IdempotencyKeyReused: 422,
+    **dict.fromkeys(_UNAVAILABLE_TYPES, _UNAVAILABLE),
+}
+"""The exception classes :func:`install_problem_handlers` maps by default, to HTTP statuses.
+
+A broken dependency (a refused connection, a closed store, a pool that ran out) is 503 with
+``Retry-After``; anything not mapped is 500.
+"""
+
+
+class Problem(BaseModel):
+    """The body of every error response (RFC 9457), for OpenAPI documentation.
+
+    ``type`` is ``about:blank`` for plain HTTP errors (unknown route, 405, 401/403) and
+    ``/problems/<kebab-case error class>`` otherwise (``/problems/aggregate-not-found``,
+    ``/problems/validation-error``, ``/problems/out-of-stock`` for a service's
+    ``OutOfStock`` domain error): a stable code clients can switch on. Validation problems
+    add ``errors``; other members may be added by services.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+
+
+def problem_response(
+    status: int,
+    detail: str | None = None,
+    *,
+    type: str = "about:blank",
+    title: str | None = None,
+    instance: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    """An ``application/problem+json`` response; ``title`` defaults to the status phrase."""
+    body: dict[str, Any] = {
+        "type": type,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail is not None:
+        body["detail"] = detail
+    if instance is not None:
+        body["instance"] = instance
+    body.update(extensions)
+    return JSONResponse(body, status, headers=dict(headers or {}), media_type=PROBLEM_MEDIA_TYPE)
+
+
+def header_error(header: str, message: str, value: str) -> RequestValidationError:
+    """A 422 validation problem naming a request header (``header.<name>: <message>``)."""
+    return RequestValidationError(
+        [{"loc": ("header", header), "msg": message, "type": "value_error", "input": value}]
+    )
+
+
+def install_problem_handlers(
+    app: FastAPI,
+    extra_statuses: Mapping[type[Exception], int] | None = None,
+    *,
+    retry_after: int = 1,
+) -> None:
+    """Answer every error of ``app`` as ``application/problem+json``.
+
+    Exceptions are mapped by the most specific class in their MRO found in
+    :data:`DEFAULT_STATUSES` updated with ``extra_statuses`` (e.g. ``{OutOfStock: 422}``);
+    the exception's message is the ``detail``. Unmapped exceptions are 500 with a generic
+    detail (the traceback goes to the log, never to the client); 503 answers carry
+    ``Retry-After: <retry_after>``. FastAPI's validation errors become 422 whose ``detail``
+    names the failing fields, and ``HTTPException`` keeps its status, detail and headers.
+    Call it before the app starts.
+    """
+    if app.middleware_stack is not None:
+        raise RuntimeError("install_problem_handlers must be called before the app starts")
+    statuses = {**DEFAULT_STATUSES, **(extra_statuses or {})}
+    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    # Innermost of the user middleware, so that every other middleware (metrics, CORS)
+    # sees the problem response rather than an exception.
+    app.user_middleware.append(
+        Middleware(_ProblemMiddleware, statuses=statuses, retry_after=retry_after)
+    )
+
+
+async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    extensions: dict[str, Any] = {}
+    if detail is None and exc.detail is not None:
+        extensions["errors"] = exc.detail  # FastAPI lets routes raise structured details
+    return problem_response(
+        exc.status_code,
+        detail,
+        instance=request.url.path,
+        headers=exc.headers,
+        **extensions,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        # Only where and what: "input" may echo secrets, and "ctx" may hold exceptions.
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
+        for error in exc.errors()
+    ]
+    return problem_response(
+        422,
+        "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in errors),
+        type="/problems/validation-error",
+        title="Request is not valid",
+        instance=request.url.path,
+        errors=errors,
+    )
+
+
+def _where(loc: Sequence[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _kebab(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", name).lower()
+
+
+def _status_for(exc: Exception, statuses: Mapping[type[Exception], int]) -> int:
+    for cls in type(exc).__mro__:
+        status = statuses.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
+def _problem_for(
+    exc: Exception, path: str, statuses: Mapping[type[Exception], int], retry_after: int
+) -> JSONResponse:
+    status = _status_for(exc, statuses)
+    if status >= 500:
+        unavailable = status == _UNAVAILABLE
+        log.log(
+            logging.WARNING if unavailable else logging.ERROR,
+            "%s %s: %s",
+            status,
+            path,
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        return problem_response(
+            status,
+            "A service this API depends on is unavailable; try again later."
+            if unavailable
+            else "The server failed to handle the request.",
+            type="/problems/service-unavailable" if unavailable else "/problems/internal-error",
+            instance=path,
+            headers={"Retry-After": str(retry_after)} if unavailable else None,
+        )
+    name = type(exc).__name__
+    return problem_response(
+        status,
+        str(exc),
+        type=f"/problems/{_kebab(name)}",
+        title=_kebab(name).replace("-", " ").capitalize(),
+        instance=path,
+    )
+
+
+class _ProblemMiddleware:
+    """Turns exceptions no handler took into problem responses (pure ASGI)."""
+
+    def __init__(
+        self, app: ASGIApp, *, statuses: Mapping[type[Exception], int], retry_after: int
+    ) -> None:
+        self.app = app
+        self.statuses = statuses
+        self.retry_after = retry_after
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception as exc:
+            if started:  # too late to answer differently: let the server close it
+                raise
+            response = _problem_for(exc, scope.get("path", ""), self.statuses, self.retry_after)
+            await response(scope, receive, send)
