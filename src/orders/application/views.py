@@ -1,0 +1,240 @@
+"""What the queries return: read-model views, and the ports the projections implement.
+
+The query handlers depend on these small protocols; the projections package provides
+their SQL and Redis implementations, and the composition root picks one.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Generic, Protocol, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from orders.domain.values import Address, OrderStatus
+
+__all__ = [
+    "CatalogReader",
+    "CustomerReader",
+    "CustomerView",
+    "LineView",
+    "OrderDetailsReader",
+    "OrderSearchHit",
+    "OrderSearchReader",
+    "OrderSummary",
+    "OrderView",
+    "Page",
+    "ProductSales",
+    "ProductView",
+    "SalesDay",
+    "SalesReport",
+    "SalesReportReader",
+    "SearchCriteria",
+    "SortField",
+    "SortOrder",
+]
+
+T = TypeVar("T")
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Page(_View, Generic[T]):
+    """One page of a longer list."""
+
+    items: list[T]
+    total: int
+    page: int
+    page_size: int
+    total_pages: int
+
+    @classmethod
+    def of(cls, items: list[T], total: int, page: int, page_size: int) -> Page[T]:
+        """A page, with ``total_pages`` computed from ``total`` and ``page_size``."""
+        return cls(
+            items=items,
+            total=total,
+            page=page,
+            page_size=page_size,
+            total_pages=math.ceil(total / page_size) if total else 0,
+        )
+
+
+class LineView(_View):
+    """An order line as shown to clients."""
+
+    product_id: UUID
+    sku: str
+    name: str
+    unit_price: Decimal
+    quantity: int
+    line_total: Decimal
+
+
+class OrderView(_View):
+    """An order in full, with its customer's name."""
+
+    order_id: UUID
+    customer_id: UUID
+    customer_name: str
+    status: OrderStatus
+    lines: list[LineView]
+    item_count: int
+    total_amount: Decimal
+    shipping_address: Address
+    tracking_number: str | None
+    cancellation_reason: str | None
+    placed_at: datetime
+    updated_at: datetime
+    version: int
+    """The order stream's version this view reflects (the ETag)."""
+
+
+class OrderSummary(_View):
+    """An order in a customer's list."""
+
+    order_id: UUID
+    status: OrderStatus
+    item_count: int
+    total_amount: Decimal
+    placed_at: datetime
+
+
+class OrderSearchHit(_View):
+    """An order found by search."""
+
+    order_id: UUID
+    customer_id: UUID
+    customer_name: str
+    customer_email: str
+    status: OrderStatus
+    item_count: int
+    total_amount: Decimal
+    city: str
+    placed_at: datetime
+
+
+class SortField(StrEnum):
+    """What search results may be sorted by (nothing else)."""
+
+    PLACED_AT = "placed_at"
+    TOTAL_AMOUNT = "total_amount"
+    ITEM_COUNT = "item_count"
+
+
+class SortOrder(StrEnum):
+    """Ascending or descending."""
+
+    ASC = "asc"
+    DESC = "desc"
+
+
+class SearchCriteria(_View):
+    """Everything a search may filter and sort by. ``customer_id`` limits the search to
+    one customer's orders (a customer searching their own)."""
+
+    text: str | None = None
+    status: OrderStatus | None = None
+    min_total: Decimal | None = None
+    max_total: Decimal | None = None
+    placed_from: datetime | None = None
+    placed_to: datetime | None = None
+    customer_id: UUID | None = None
+    sort_by: SortField = SortField.PLACED_AT
+    sort_order: SortOrder = SortOrder.DESC
+    page: int = 1
+    page_size: int = 20
+
+
+class ProductView(_View):
+    """A catalog product with the stock available to new orders."""
+
+    product_id: UUID
+    sku: str
+    name: str
+    price: Decimal
+    available_stock: int
+    version: int
+
+
+class CustomerView(_View):
+    """A customer's profile."""
+
+    customer_id: UUID
+    name: str
+    email: str
+    registered_at: datetime
+
+
+class ProductSales(_View):
+    """Units and revenue of one product on one day."""
+
+    product_id: UUID
+    sku: str
+    name: str
+    quantity: int
+    revenue: Decimal
+
+
+class SalesDay(_View):
+    """One day of sales (UTC): orders placed, shipped and cancelled that day, revenue
+    from lines ordered that day (gross) less the totals of orders cancelled that day (net),
+    and the products sold most (by units)."""
+
+    day: date
+    orders_placed: int
+    orders_shipped: int
+    orders_cancelled: int
+    gross_revenue: Decimal
+    net_revenue: Decimal
+    top_products: list[ProductSales]
+
+
+class SalesReport(_View):
+    """Sales per day over a range of days (days without activity are left out)."""
+
+    from_day: date
+    to_day: date
+    days: list[SalesDay]
+    gross_revenue: Decimal
+    net_revenue: Decimal
+
+
+class OrderDetailsReader(Protocol):
+    """Reads the order-details read model (SQL or Redis)."""
+
+    async def get_order(self, order_id: UUID) -> OrderView | None: ...
+
+    async def customer_orders(
+        self, customer_id: UUID, status: OrderStatus | None, page: int, page_size: int
+    ) -> Page[OrderSummary]: ...
+
+
+class OrderSearchReader(Protocol):
+    """Reads the order-search read model."""
+
+    async def search(self, criteria: SearchCriteria) -> Page[OrderSearchHit]: ...
+
+
+class SalesReportReader(Protocol):
+    """Reads the sales-report read model."""
+
+    async def sales(self, from_day: date, to_day: date, top: int) -> SalesReport: ...
+
+
+class CatalogReader(Protocol):
+    """Reads the catalog read model."""
+
+    async def get_product(self, product_id: UUID) -> ProductView | None: ...
+
+
+class CustomerReader(Protocol):
+    """Reads the customer-profile read model."""
+
+    async def get_customer(self, customer_id: UUID) -> CustomerView | None: ...
