@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Every install takes the versions pinned here; `make upgrade` refreshes them on purpose.
 LOCK := requirements/lock.txt
 
-.PHONY: install upgrade run test lint format typecheck imports check bench clean
+.PHONY: install upgrade run quickstart test lint format typecheck imports check bench clean
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,12 @@ upgrade: install
 		--quiet --output-file $(LOCK)
 	$(MAKE) check
 
-## run: the framework quickstart on the embedded SQLite store
+## run: the Orders service on the embedded default (SQLite files in .orders-data/)
 run: install
+	$(VENV)/bin/orders serve
+
+## quickstart: the framework's one-file example, an event-sourced bank account on SQLite
+quickstart: install
 	$(PY) examples/quickstart.py
 
 ## test: the whole test suite
@@ -60,4 +64,4 @@ bench: install
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis data
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis data .orders-data

@@ -1,0 +1,580 @@
+"""The HTTP API: routes that turn requests into commands and queries, and answers back.
+
+A route handler builds its message, sends it through a bus and shapes the answer; no
+SQL, no aggregates and no business rules live here. Authorization that depends on data
+(a customer acting on their own order) is decided where the data is: command handlers
+for writes, queries for reads, both answering "not found" to strangers.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cqrskit import Command, CommandResult, Metadata
+from cqrskit.fastapi import (
+    QUERY_RESPONSES,
+    command_metadata,
+    command_response,
+    command_responses,
+    cqrs_lifespan,
+    etag,
+    get_services,
+    if_match_version,
+    install_health,
+    install_metrics,
+    install_problem_handlers,
+    problem_responses,
+    read_your_writes,
+)
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from orders.application.commands import (
+    AddOrderItem,
+    AddProduct,
+    CancelOrder,
+    ChangeProductPrice,
+    ItemRequest,
+    PlaceOrder,
+    RegisterCustomer,
+    RestockProduct,
+    ShipOrder,
+)
+from orders.application.queries import (
+    MAX_PAGE_SIZE,
+    MAX_REPORT_DAYS,
+    GetCustomer,
+    GetOrder,
+    GetProduct,
+    GetSalesReport,
+    ListCustomerOrders,
+    SearchOrders,
+)
+from orders.application.views import (
+    CustomerView,
+    OrderSearchHit,
+    OrderSummary,
+    OrderView,
+    Page,
+    ProductView,
+    SalesReport,
+    SearchCriteria,
+    SortField,
+    SortOrder,
+)
+from orders.auth import InvalidToken, Principal
+from orders.bootstrap import Services, open_services
+from orders.domain.errors import EmailTaken, InsufficientStock, OrderNotModifiable, SkuTaken
+from orders.domain.values import (
+    MAX_LINES,
+    Address,
+    Email,
+    Money,
+    Name,
+    OrderStatus,
+    Quantity,
+    Reason,
+    Sku,
+    TrackingNumber,
+)
+from orders.settings import Settings
+
+__all__ = ["create_app"]
+
+PREFIX = "/api/v1"
+
+
+# -- who is calling -------------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `orders token`.")
+
+
+def _services(request: Request) -> Services:
+    services = get_services(request)
+    assert isinstance(services, Services), "the app was not made by create_app"
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def optional_principal(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """The caller, when a bearer token is given (a bad one is still refused)."""
+    if credentials is None:
+        return None
+    try:
+        return services.tokens.verify(credentials.credentials)
+    except InvalidToken as exc:
+        raise _unauthorized(str(exc)) from None
+
+
+async def principal(caller: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    """The authenticated caller; 401 without a valid bearer token."""
+    if caller is None:
+        raise _unauthorized("a bearer token is required (Authorization: Bearer <token>)")
+    return caller
+
+
+async def staff(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+    """The caller, who must be staff; 403 for customers."""
+    if not caller.is_staff:
+        raise HTTPException(403, "only staff may do this")
+    return caller
+
+
+Caller = Annotated[Principal, Depends(principal)]
+Staff = Annotated[Principal, Depends(staff)]
+
+
+def _own_customer(caller: Principal, customer_id: UUID) -> None:
+    """404 when a customer asks about another customer: existence must not leak."""
+    if not caller.is_staff and caller.customer_id != customer_id:
+        raise HTTPException(404, f"customer {customer_id} does not exist")
+
+
+def _metadata(request: Request, caller: Principal | None) -> Metadata:
+    """The command's metadata: its id from the Idempotency-Key (scoped to the caller, so
+    two callers' keys never meet), the caller as user, the correlation id if given.
+
+    A new aggregate takes the command's id as its own: a retried request then builds the
+    very same command, which the idempotency record recognises."""
+    return command_metadata(
+        request,
+        user_id=None if caller is None else caller.subject,
+        scope="anonymous" if caller is None else f"{caller.role}:{caller.subject}",
+    )
+
+
+async def _send(
+    request: Request, services: Services, caller: Principal | None, command: Command
+) -> CommandResult:
+    return await services.command_bus.send(command.with_metadata(_metadata(request, caller)))
+
+
+# -- request and response bodies ------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterCustomerBody(_Body):
+    name: Name
+    email: Email
+
+
+class AddProductBody(_Body):
+    sku: Sku
+    name: Name
+    price: Money
+    stock: Annotated[int, Field(ge=0, le=1_000_000_000)]
+
+
+class RestockBody(_Body):
+    quantity: Quantity
+
+
+class PriceBody(_Body):
+    price: Money
+
+
+class ItemBody(_Body):
+    product_id: UUID
+    quantity: Quantity
+
+
+class PlaceOrderBody(_Body):
+    customer_id: UUID
+    items: Annotated[list[ItemBody], Field(min_length=1, max_length=MAX_LINES)]
+    shipping_address: Address
+
+    @model_validator(mode="after")
+    def _distinct_products(self) -> PlaceOrderBody:
+        seen: set[UUID] = set()
+        for item in self.items:
+            if item.product_id in seen:
+                raise ValueError(f"product {item.product_id} appears more than once in items")
+            seen.add(item.product_id)
+        return self
+
+
+class ShipBody(_Body):
+    tracking_number: TrackingNumber
+
+
+class CancelBody(_Body):
+    reason: Reason
+
+
+class CustomerCreated(BaseModel):
+    customer_id: UUID
+
+
+class ProductChanged(BaseModel):
+    product_id: UUID
+
+
+class OrderChanged(BaseModel):
+    order_id: UUID
+
+
+class ProjectionInfo(BaseModel):
+    name: str
+    version: int | None
+    state: str
+    checkpoint: str | None
+    events_behind: int | None
+    seconds_behind: float | None
+    parked: int
+    last_error: str | None
+
+
+def _created(result: CommandResult, key: str, location: str) -> Response:
+    return command_response(result, {key: result.aggregate_id}, status_code=201, location=location)
+
+
+def _changed(result: CommandResult, key: str) -> Response:
+    return command_response(result, {key: result.aggregate_id}, status_code=200)
+
+
+def _found(item: Any, what: str, id: UUID) -> Any:
+    if item is None:
+        raise HTTPException(404, f"{what} {id} does not exist")
+    return item
+
+
+# -- routes ---------------------------------------------------------------------------
+
+AUTH = problem_responses(401, 403)
+CREATED = {**command_responses(201), **AUTH}
+CHANGED = {**command_responses(200), **AUTH}
+READ = {**QUERY_RESPONSES, **problem_responses(401, 403, 404, 422, 503)}
+
+customers = APIRouter(prefix=PREFIX, tags=["customers"])
+products = APIRouter(prefix=PREFIX, tags=["products"])
+orders = APIRouter(prefix=PREFIX, tags=["orders"])
+reports = APIRouter(prefix=PREFIX, tags=["reports"])
+operations = APIRouter(prefix=PREFIX, tags=["operations"])
+
+IfMatch = Annotated[int | None, Depends(if_match_version)]
+
+
+@customers.post("/customers", status_code=201, response_model=CustomerCreated, responses=CREATED)
+async def register_customer(
+    body: RegisterCustomerBody,
+    request: Request,
+    services: ServicesDep,
+    caller: Annotated[Principal | None, Depends(optional_principal)],
+) -> Response:
+    """Register a customer (open to anyone); the e-mail address must be new."""
+    meta = _metadata(request, caller)
+    command = RegisterCustomer(
+        customer_id=meta.message_id, name=body.name, email=body.email, metadata=meta
+    )
+    result = await services.command_bus.send(command)
+    return _created(result, "customer_id", f"{PREFIX}/customers/{result.aggregate_id}")
+
+
+@customers.get(
+    "/customers/{customer_id}",
+    response_model=CustomerView,
+    responses=READ,
+    dependencies=[Depends(read_your_writes("customers"))],
+)
+async def get_customer(customer_id: UUID, services: ServicesDep, caller: Caller) -> CustomerView:
+    """A customer's profile (staff, or the customer themself)."""
+    _own_customer(caller, customer_id)
+    view = await services.query_bus.ask(GetCustomer(customer_id=customer_id))
+    return _found(view, "customer", customer_id)  # type: ignore[no-any-return]
+
+
+@customers.get(
+    "/customers/{customer_id}/orders",
+    response_model=Page[OrderSummary],
+    responses=READ,
+    dependencies=[Depends(read_your_writes("order_details"))],
+)
+async def list_customer_orders(
+    customer_id: UUID,
+    services: ServicesDep,
+    caller: Caller,
+    status: OrderStatus | None = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+) -> Page[OrderSummary]:
+    """A customer's orders, newest first, optionally of one status."""
+    _own_customer(caller, customer_id)
+    return await services.query_bus.ask(
+        ListCustomerOrders(customer_id=customer_id, status=status, page=page, page_size=page_size)
+    )
+
+
+@products.post("/products", status_code=201, response_model=ProductChanged, responses=CREATED)
+async def add_product(
+    body: AddProductBody, request: Request, services: ServicesDep, caller: Staff
+) -> Response:
+    """Add a product to the catalog (staff); the SKU must be new."""
+    meta = _metadata(request, caller)
+    command = AddProduct(
+        product_id=meta.message_id,
+        sku=body.sku,
+        name=body.name,
+        price=body.price,
+        stock=body.stock,
+        metadata=meta,
+    )
+    result = await services.command_bus.send(command)
+    return _created(result, "product_id", f"{PREFIX}/products/{result.aggregate_id}")
+
+
+@products.post("/products/{product_id}/restock", response_model=ProductChanged, responses=CHANGED)
+async def restock_product(
+    product_id: UUID,
+    body: RestockBody,
+    request: Request,
+    services: ServicesDep,
+    caller: Staff,
+    expected: IfMatch,
+) -> Response:
+    """Add units to a product's stock (staff)."""
+    command = RestockProduct(
+        product_id=product_id, quantity=body.quantity, expected_version=expected
+    )
+    return _changed(await _send(request, services, caller, command), "product_id")
+
+
+@products.post("/products/{product_id}/price", response_model=ProductChanged, responses=CHANGED)
+async def change_price(
+    product_id: UUID,
+    body: PriceBody,
+    request: Request,
+    services: ServicesDep,
+    caller: Staff,
+    expected: IfMatch,
+) -> Response:
+    """Change a product's price (staff); placed orders keep theirs."""
+    command = ChangeProductPrice(product_id=product_id, price=body.price, expected_version=expected)
+    return _changed(await _send(request, services, caller, command), "product_id")
+
+
+@products.get(
+    "/products/{product_id}",
+    response_model=ProductView,
+    responses=READ,
+    dependencies=[Depends(read_your_writes("catalog"))],
+)
+async def get_product(
+    product_id: UUID, response: Response, services: ServicesDep, caller: Caller
+) -> ProductView:
+    """A product with its available stock."""
+    view = _found(
+        await services.query_bus.ask(GetProduct(product_id=product_id)), "product", product_id
+    )
+    response.headers["ETag"] = etag(view.version)
+    return view  # type: ignore[no-any-return]
+
+
+@orders.post("/orders", status_code=201, response_model=OrderChanged, responses=CREATED)
+async def place_order(
+    body: PlaceOrderBody, request: Request, services: ServicesDep, caller: Caller
+) -> Response:
+    """Place an order: prices come from the catalog and stock is reserved, all or nothing."""
+    meta = _metadata(request, caller)
+    command = PlaceOrder(
+        order_id=meta.message_id,
+        customer_id=body.customer_id,
+        items=tuple(ItemRequest(product_id=i.product_id, quantity=i.quantity) for i in body.items),
+        shipping_address=body.shipping_address,
+        acting_customer_id=caller.customer_id,
+        metadata=meta,
+    )
+    result = await services.command_bus.send(command)
+    return _created(result, "order_id", f"{PREFIX}/orders/{result.aggregate_id}")
+
+
+@orders.post("/orders/{order_id}/items", response_model=OrderChanged, responses=CHANGED)
+async def add_order_item(
+    order_id: UUID,
+    body: ItemBody,
+    request: Request,
+    services: ServicesDep,
+    caller: Caller,
+    expected: IfMatch,
+) -> Response:
+    """Add a line to a placed order, reserving its stock."""
+    command = AddOrderItem(
+        order_id=order_id,
+        product_id=body.product_id,
+        quantity=body.quantity,
+        acting_customer_id=caller.customer_id,
+        expected_version=expected,
+    )
+    return _changed(await _send(request, services, caller, command), "order_id")
+
+
+@orders.post("/orders/{order_id}/ship", response_model=OrderChanged, responses=CHANGED)
+async def ship_order(
+    order_id: UUID,
+    body: ShipBody,
+    request: Request,
+    services: ServicesDep,
+    caller: Staff,
+    expected: IfMatch,
+) -> Response:
+    """Ship a placed order (staff)."""
+    command = ShipOrder(
+        order_id=order_id, tracking_number=body.tracking_number, expected_version=expected
+    )
+    return _changed(await _send(request, services, caller, command), "order_id")
+
+
+@orders.post("/orders/{order_id}/cancel", response_model=OrderChanged, responses=CHANGED)
+async def cancel_order(
+    order_id: UUID,
+    body: CancelBody,
+    request: Request,
+    services: ServicesDep,
+    caller: Caller,
+    expected: IfMatch,
+) -> Response:
+    """Cancel an order that has not shipped; its stock goes back."""
+    command = CancelOrder(
+        order_id=order_id,
+        reason=body.reason,
+        acting_customer_id=caller.customer_id,
+        expected_version=expected,
+    )
+    return _changed(await _send(request, services, caller, command), "order_id")
+
+
+@orders.get(
+    "/orders/search",
+    response_model=Page[OrderSearchHit],
+    responses=READ,
+    dependencies=[Depends(read_your_writes("order_search"))],
+)
+async def search_orders(
+    services: ServicesDep,
+    caller: Caller,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    status: OrderStatus | None = None,
+    min_total: Annotated[Decimal | None, Query(ge=0, le=10**12, allow_inf_nan=False)] = None,
+    max_total: Annotated[Decimal | None, Query(ge=0, le=10**12, allow_inf_nan=False)] = None,
+    placed_from: datetime | None = None,
+    placed_to: datetime | None = None,
+    sort_by: SortField = SortField.PLACED_AT,
+    sort_order: SortOrder = SortOrder.DESC,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+) -> Page[OrderSearchHit]:
+    """Search orders by text (customer, e-mail, product, SKU, order id, city) and filters.
+
+    Customers see only their own orders."""
+    criteria = SearchCriteria(
+        text=q,
+        status=status,
+        min_total=min_total,
+        max_total=max_total,
+        placed_from=placed_from,
+        placed_to=placed_to,
+        customer_id=caller.customer_id,
+        sort_by=sort_by,
+        sort_order=sort_order,
+        page=page,
+        page_size=page_size,
+    )
+    return await services.query_bus.ask(SearchOrders(criteria=criteria))
+
+
+@orders.get(
+    "/orders/{order_id}",
+    response_model=OrderView,
+    responses=READ,
+    dependencies=[Depends(read_your_writes("order_details"))],
+)
+async def get_order(
+    order_id: UUID, response: Response, services: ServicesDep, caller: Caller
+) -> OrderView:
+    """An order in full, with an ETag of its version (send it back as If-Match)."""
+    view = await services.query_bus.ask(GetOrder(order_id=order_id, customer_id=caller.customer_id))
+    order: OrderView = _found(view, "order", order_id)
+    response.headers["ETag"] = etag(order.version)
+    return order
+
+
+@reports.get(
+    "/reports/sales",
+    response_model=SalesReport,
+    responses=READ,
+    dependencies=[Depends(read_your_writes("sales_report"))],
+)
+async def sales_report(
+    services: ServicesDep,
+    caller: Staff,
+    from_day: Annotated[date, Query(alias="from")],
+    to_day: Annotated[date, Query(alias="to")],
+    top: Annotated[int, Query(ge=1, le=20)] = 5,
+) -> SalesReport:
+    """Sales per day between two days, inclusive (staff)."""
+    if to_day < from_day:
+        raise HTTPException(422, "'to' must not be before 'from'")
+    if (to_day - from_day).days >= MAX_REPORT_DAYS:
+        raise HTTPException(422, f"a report covers at most {MAX_REPORT_DAYS} days")
+    return await services.query_bus.ask(GetSalesReport(from_day=from_day, to_day=to_day, top=top))
+
+
+@operations.get("/projections", response_model=list[ProjectionInfo], responses=READ)
+async def projections(services: ServicesDep, caller: Staff) -> list[ProjectionInfo]:
+    """The status of every projection (staff)."""
+    return [ProjectionInfo(**status) for status in await services.projection_statuses()]
+
+
+DOMAIN_STATUSES: dict[type[Exception], int] = {
+    EmailTaken: 409,
+    SkuTaken: 409,
+    InsufficientStock: 409,
+    OrderNotModifiable: 409,
+}
+
+
+def create_app(settings: Settings, *, run_projections: bool = True) -> FastAPI:
+    """The Orders app: the API, its error mapping, health checks and metrics, with the
+    stores (and, by default, the projection runner) opened for the app's lifetime."""
+    metrics = CollectorRegistry()
+    app = FastAPI(
+        title="Orders",
+        version="1.0",
+        summary="The reference service of cqrskit: customers, products with stock, orders.",
+        description=API_DESCRIPTION,
+        lifespan=cqrs_lifespan(
+            lambda: open_services(settings, run_projections=run_projections, metrics=metrics)
+        ),
+    )
+    install_problem_handlers(app, DOMAIN_STATUSES)
+    install_metrics(app, metrics)
+    install_health(app)
+    for router in (customers, products, orders, reports, operations):
+        app.include_router(router)
+    return app
+
+
+API_DESCRIPTION = """
+Commands (POST) answer with the id they created or changed and a `Consistency-Token`
+header; send that header on a later GET to read your own write (the query waits up to a
+couple of seconds for the read model, then answers with `Stale-Read: true`).
+Send `Idempotency-Key` on a command to make retries safe, and a GET's `ETag` back as
+`If-Match` to change only that version. Errors are `application/problem+json`.
+Authenticate with `Authorization: Bearer <token>` (`orders token --staff`).
+"""
