@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -33,7 +34,6 @@ from cqrskit.fastapi import (
     problem_responses,
     read_your_writes,
 )
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from orders.application.commands import (
     AddOrderItem,
     AddProduct,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 
@@ -52,7 +53,6 @@ from cqrskit.fastapi import (
 )
 from cqrskit.readstore import SqlReadStore, SqlUnitOfWork, open_sql_read_store
 from cqrskit.store import MemoryEventStore
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
 
 # -- domain -------------------------------------------------------------------------------
 

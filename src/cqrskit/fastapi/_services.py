@@ -8,13 +8,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated
 
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from cqrskit.bus import CommandBus, QueryBus
 from cqrskit.consistency import CheckpointWaiter
 from cqrskit.fastapi._problems import Problem, problem_response
 from cqrskit.projection import ProjectionRunner
-from fastapi import Depends, FastAPI, Request
 
 __all__ = [
     "CommandBusDep",
