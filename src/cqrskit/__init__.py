@@ -1,7 +1,16 @@
 """cqrskit: CQRS with an event-sourced write side for async Python."""
 
 from cqrskit.aggregate import Aggregate
-from cqrskit.bus import CommandBus, CommandResult, Context, Middleware, Next, QueryBus
+from cqrskit.bus import (
+    CommandBus,
+    CommandHandler,
+    CommandResult,
+    Context,
+    Middleware,
+    Next,
+    QueryBus,
+    QueryHandler,
+)
 from cqrskit.consistency import ConsistencyTimeout, WaitResult, wait_for
 from cqrskit.errors import (
     AggregateNotFound,
@@ -9,10 +18,13 @@ from cqrskit.errors import (
     CqrsError,
     DomainError,
     DuplicateHandler,
+    EventDecodeError,
+    EventEncodingError,
     EventStoreClosed,
     EventStoreError,
     HandlerNotFound,
     IdempotencyKeyReused,
+    StoreUnavailable,
     UnexpectedVersion,
     UnknownEventType,
 )
@@ -43,6 +55,7 @@ __all__ = [
     "AppendResult",
     "Command",
     "CommandBus",
+    "CommandHandler",
     "CommandResult",
     "ConcurrencyError",
     "ConsistencyTimeout",
@@ -51,6 +64,8 @@ __all__ = [
     "DomainError",
     "DomainEvent",
     "DuplicateHandler",
+    "EventDecodeError",
+    "EventEncodingError",
     "EventRegistry",
     "EventStore",
     "EventStoreClosed",
@@ -68,10 +83,12 @@ __all__ = [
     "ProjectionRunner",
     "Query",
     "QueryBus",
+    "QueryHandler",
     "ReadStore",
     "RecordedEvent",
     "Repository",
     "RetryOnConflict",
+    "StoreUnavailable",
     "StreamAppend",
     "UnexpectedVersion",
     "UnitOfWork",

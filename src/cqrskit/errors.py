@@ -12,13 +12,17 @@ __all__ = [
     "CqrsError",
     "DomainError",
     "DuplicateHandler",
+    "EventDecodeError",
+    "EventEncodingError",
     "EventStoreClosed",
     "EventStoreError",
     "HandlerNotFound",
     "IdempotencyKeyReused",
     "SchemaError",
+    "StoreUnavailable",
     "UnexpectedVersion",
     "UnknownEventType",
+    "UnknownStoredEventType",
 ]
 
 
@@ -131,3 +135,72 @@ class EventStoreClosed(EventStoreError):
 
 class SchemaError(EventStoreError):
     """The stored schema is newer than this version of cqrskit understands."""
+
+
+class EventEncodingError(EventStoreError, ValueError):
+    """An event was refused before anything was written: the store could not read it back.
+
+    Raised by ``append``/``append_many`` when an event's stored JSON would not validate
+    back into its own class: a float NaN or infinity anywhere (JSON has neither), a NUL
+    character, or a value of the wrong type (an event built with ``model_construct`` or
+    ``model_copy(update=...)``, which skip validation). It is a ``ValueError`` too: the
+    event, not the store, is at fault. ``event_type`` names the event and ``field`` the
+    offending field (dotted path; empty when the whole event is at fault).
+    """
+
+    def __init__(self, event_type: str, field: str, problem: str) -> None:
+        self.event_type = event_type
+        self.field = field
+        where = f"field {field!r}" if field else "its data"
+        super().__init__(f"event {event_type!r} cannot be stored: {where}: {problem}")
+
+
+class StoreUnavailable(CqrsError, ConnectionError):
+    """An event store or read store could not be reached when it was opened.
+
+    The message names the store and its URL (password masked) and the cause, which is
+    also chained (``__cause__``). It is a ``ConnectionError`` (an ``OSError``) because the
+    store may come back: retrying later can succeed, and web layers answer 503.
+    """
+
+
+class EventDecodeError(EventStoreError):
+    """A stored event could not be decoded into its class.
+
+    Its type is not registered (any more), an upcaster is missing or failed, or the stored
+    payload does not validate (a value of the wrong type, ``null`` for a required number).
+    ``read_stream`` raises it, since an aggregate cannot be loaded from part of its
+    history; ``read_all`` hands the event over as a
+    :class:`~cqrskit.store.UndecodableEvent` instead, which projection runners treat as a
+    failing event (retried, then parked or faulted). The attributes say which stored event
+    it is; ``reason`` is the decoding error (also chained as ``__cause__`` when raised by a
+    store). An undecodable event of an unregistered type (or schema version) is also an
+    :class:`UnknownEventType`.
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        version: int,
+        position: str,
+        event_type: str,
+        schema_version: int,
+        reason: str,
+    ) -> None:
+        self.stream_id = stream_id
+        self.version = version
+        self.position = position
+        self.event_type = event_type
+        self.schema_version: int | None = schema_version
+        self.reason = reason
+        # Not super().__init__: in the UnknownEventType subclass that would be its own.
+        CqrsError.__init__(
+            self,
+            f"cannot decode event {event_type!r} (schema version {schema_version}) of stream "
+            f"{stream_id!r} v{version} at position {position}: {reason}",
+        )
+
+
+class UnknownStoredEventType(EventDecodeError, UnknownEventType):
+    """An :class:`EventDecodeError` whose cause is an unregistered type or schema version,
+    so that code catching :class:`UnknownEventType` keeps catching it."""

@@ -11,10 +11,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Self, TypeVar
 
-import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+try:
+    import pytest
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError('cqrskit.testing needs pytest: pip install "cqrskit[testing]"') from exc
 
+from cqrskit._store_contract_input import BadInputContract, Measured
 from cqrskit.aggregate import Aggregate
 from cqrskit.bus import CommandBus, CommandHandler, CommandResult
 from cqrskit.errors import ConcurrencyError, DomainError, EventStoreClosed, UnknownEventType
@@ -120,8 +124,14 @@ class CommandScenario:
         self.error: Exception | None = None
 
     def given(self, cls: type[Aggregate], id: str, *events: DomainEvent) -> Self:
-        """Events already in the stream of aggregate ``cls``/``id``."""
-        self._given.append(StreamAppend(cls.stream_id_for(id), events))
+        """Events already in the stream of aggregate ``cls``/``id``; called again for the
+        same stream, the events follow those given before."""
+        stream_id = cls.stream_id_for(id)
+        for n, earlier in enumerate(self._given):
+            if earlier.stream_id == stream_id:
+                self._given[n] = StreamAppend(stream_id, [*earlier.events, *events])
+                return self
+        self._given.append(StreamAppend(stream_id, events))
         return self
 
     async def when(self, command: Command) -> Self:
@@ -198,7 +208,7 @@ class _Unregistered(DomainEvent):
 
 def contract_registry() -> EventRegistry:
     """The registry the contract suite's stores are opened with."""
-    registry = EventRegistry([ItemAdded, Noted])
+    registry = EventRegistry([ItemAdded, Noted, Measured])
     registry.add_upcaster("contract.ItemAdded", 1, lambda old: {**old, "quantity": 1})
     return registry
 
@@ -256,7 +266,7 @@ def _stream() -> str:
     return f"contract-{uuid.uuid4().hex}"
 
 
-class EventStoreContract:
+class EventStoreContract(BadInputContract):
     """What every event store must do. Bind it once per backend::
 
     class TestMyStore(EventStoreContract):

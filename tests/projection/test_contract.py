@@ -1,4 +1,4 @@
-"""The projection contract suite, bound once per read store."""
+"""The projection contract suite (with control records), bound once per read store."""
 
 from __future__ import annotations
 
@@ -8,35 +8,35 @@ import pytest
 
 from cqrskit.projection.testing import (
     MemoryHarness,
-    ProjectionContract,
     ReadModelHarness,
     RedisHarness,
     SqlHarness,
 )
+from cqrskit.projection.testing_control import ControlContract
 from cqrskit.readstore import MemoryReadStore, RedisReadStore, SqlReadStore
 
 
-class TestMemoryReadStore(ProjectionContract):
+class TestMemoryReadStore(ControlContract):
     @pytest.fixture
     def harness(self) -> ReadModelHarness[Any]:
         return MemoryHarness(MemoryReadStore())
 
 
-class TestSqliteReadStore(ProjectionContract):
+class TestSqliteReadStore(ControlContract):
     @pytest.fixture
     def harness(self, sqlite_read_store: SqlReadStore) -> ReadModelHarness[Any]:
         return SqlHarness(sqlite_read_store)
 
 
 @pytest.mark.postgres
-class TestPostgresReadStore(ProjectionContract):
+class TestPostgresReadStore(ControlContract):
     @pytest.fixture
     def harness(self, pg_read_store: SqlReadStore) -> ReadModelHarness[Any]:
         return SqlHarness(pg_read_store)
 
 
 @pytest.mark.redis
-class TestRedisReadStore(ProjectionContract):
+class TestRedisReadStore(ControlContract):
     @pytest.fixture
     def harness(self, redis_read_store: RedisReadStore) -> ReadModelHarness[Any]:
         return RedisHarness(redis_read_store)

@@ -302,4 +302,5 @@ async def test_postgres_prepare_rejects_a_long_name_before_creating_anything(
         "cqrskit_checkpoints",
         "cqrskit_projection_tables",
         "cqrskit_parked_events",
+        "cqrskit_control",
     }

@@ -24,7 +24,7 @@ from cqrskit.projection.testing import (
     tick_registry,
 )
 from cqrskit.readstore import MemoryReadStore, MemoryUnitOfWork
-from cqrskit.readstore._postgres import numbered
+from cqrskit.readstore._postgres import lock_key, numbered
 from cqrskit.readstore.sql import check_name
 from cqrskit.store import START, MemoryEventStore, Position, RecordedEvent
 
@@ -171,9 +171,14 @@ async def test_postgres_lease_is_exclusive_and_noticed_when_lost(postgres_url: s
         # An administrator (or a network fault) ends the session holding the lock.
         conn = await asyncpg.connect(postgres_url)
         try:
+            # Only the session holding this test's lock: others on the server (other
+            # tests' runners, other processes) must not lose theirs.
+            key = lock_key("cqrskit-projection:lease-test")
             await conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"
+                "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() "
+                "AND ((classid::bigint << 32) | objid::bigint) = $1",
+                key,
             )
         finally:
             await conn.close()

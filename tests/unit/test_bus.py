@@ -168,6 +168,16 @@ async def test_command_scenario() -> None:
     await failing.then_raises(DomainError, match="positive")
 
 
+async def test_command_scenario_given_twice_for_one_stream_continues_it() -> None:
+    scenario = CommandScenario(contract_registry(), {AddItem: add_item})
+    scenario.given(Tally, "t", ItemAdded(name="a", quantity=1))
+    scenario.given(Tally, "t", ItemAdded(name="b", quantity=1))
+    await scenario.when(AddItem(tally_id="t", name="c", quantity=2))
+    await scenario.then({(Tally, "t"): [ItemAdded(name="c", quantity=2)]})
+    history = await scenario.store.read_stream(Tally.stream_id_for("t"))
+    assert [e.event.name for e in history] == ["a", "b", "c"]  # type: ignore[attr-defined]
+
+
 def test_registry_keeps_one_class_per_name() -> None:
     registry = EventRegistry([ItemAdded])
 

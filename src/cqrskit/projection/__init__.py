@@ -17,6 +17,7 @@ from cqrskit.projection.base import (
     ProjectionStatus,
     RebuildProgress,
 )
+from cqrskit.projection.control import PublishedStatus, published_statuses, request_rebuild
 from cqrskit.projection.leases import Lease, Leases, LocalLeases, PostgresLeases
 from cqrskit.projection.metrics import ProjectionMetrics
 from cqrskit.projection.runner import ProgressCallback, ProjectionRunner
@@ -34,7 +35,10 @@ __all__ = [
     "ProjectionRunner",
     "ProjectionState",
     "ProjectionStatus",
+    "PublishedStatus",
     "RebuildProgress",
     "WaitResult",
+    "published_statuses",
+    "request_rebuild",
     "wait_for",
 ]

@@ -12,25 +12,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
 
 from cqrskit.consistency import WaitResult, wait_for
+from cqrskit.errors import EventDecodeError
 from cqrskit.projection.base import (
     Projection,
     ProjectionState,
     ProjectionStatus,
     RebuildProgress,
 )
+from cqrskit.projection.control import (
+    REBUILD,
+    REPORT,
+    Lineage,
+    at_version,
+    encode_status,
+)
 from cqrskit.projection.leases import Lease, Leases, LocalLeases
 from cqrskit.projection.metrics import ProjectionMetrics
 from cqrskit.readstore.base import CheckpointConflict, ParkedEvent, ReadStore, no_parked_event
-from cqrskit.store.base import EventStore, Position, RecordedEvent
+from cqrskit.store.base import START, EventStore, Position, RecordedEvent
+from cqrskit.store.serialization import UndecodableEvent
 
 __all__ = ["ProgressCallback", "ProjectionRunner"]
 
@@ -47,15 +58,86 @@ class _Stopping(Exception):
     pass
 
 
+class _RebuildRequested(Exception):
+    pass
+
+
 class _Faulted(Exception):
     def __init__(self, error: str) -> None:
         super().__init__(error)
         self.error = error
 
 
+class _StoreFailed(Exception):
+    """A store could not be reached: the runner backs off and starts over from the
+    checkpoint, without counting it against any event."""
+
+    def __init__(self, store: str, error: Exception) -> None:
+        super().__init__(store, error)
+        self.store = store
+        self.error = error
+
+
+_OUTAGES: Final = frozenset(
+    {
+        "ConnectionError",  # redis.exceptions (the builtin one is an OSError)
+        "TimeoutError",  # redis.exceptions
+        "PostgresConnectionError",  # asyncpg: SQLSTATE class 08, connection lost or refused
+        "CannotConnectNowError",  # asyncpg: 57P03, the server is starting up
+        "AdminShutdownError",  # asyncpg: 57P01, the server is shutting down
+        "CrashShutdownError",  # asyncpg: 57P02
+        "TooManyConnectionsError",  # asyncpg: 53300
+    }
+)
+"""Driver errors, by class name (the runner imports no driver), that mean "unreachable"."""
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says a store cannot be reached, rather than that an event is bad.
+
+    Such a failure is not the event's: counting it as an attempt would park (or fault on)
+    good events whenever a server restarts.
+    """
+    if isinstance(exc, _StoreFailed):
+        return _unreachable(exc.error)
+    if isinstance(exc, OSError):  # ConnectionRefusedError, TimeoutError, StoreUnavailable...
+        return True
+    return any(cls.__name__ in _OUTAGES for cls in type(exc).__mro__)
+
+
+def _handles(projection: Projection[Any], recorded: RecordedEvent) -> bool:
+    """``projection.handles_event``, also for an event that could not be decoded: by the
+    class registered under its stored type, and for an unknown type, yes (whether the
+    projection consumes it cannot be known, and it must not be skipped silently)."""
+    event = recorded.event
+    if type(event) is UndecodableEvent:
+        return event.concerns(projection.handles)
+    return projection.handles_event(recorded)
+
+
+def _undecodable_at(projection: Projection[Any], events: Sequence[RecordedEvent]) -> int | None:
+    """The index of the first event in ``events`` that ``projection`` would consume but
+    that could not be decoded."""
+    for index, recorded in enumerate(events):
+        event = recorded.event
+        if type(event) is UndecodableEvent and event.concerns(projection.handles):
+            return index
+    return None
+
+
+def _raise_if_undecodable(recorded: RecordedEvent) -> None:
+    event = recorded.event
+    if type(event) is UndecodableEvent:
+        raise event.error(recorded.stream_id, recorded.version, recorded.position)
+
+
 def _describe(exc: BaseException, event: RecordedEvent) -> str:
+    stored = event.event
+    kind = stored.stored_type if isinstance(stored, UndecodableEvent) else stored.event_type
+    # A decode error's own message names the event again; its reason is what is new.
+    detail = exc.reason if isinstance(exc, EventDecodeError) else str(exc)
     return (
-        f"{type(exc).__name__}: {exc} (event {event.event.event_type} at {event.position}, "
+        f"{type(exc).__name__}: {detail} (event {kind} at {event.position}, "
         f"stream {event.stream_id!r} v{event.version})"
     )
 
@@ -82,12 +164,15 @@ class _Prefetcher:
         self._next: asyncio.Task[list[RecordedEvent]] | None = None
 
     async def read(self, after: Position) -> list[RecordedEvent]:
-        if self._next is not None and self._after == after:
-            task, self._next = self._next, None
-            events = await task
-        else:
-            self.cancel()
-            events = await self._events.read_all(after, self._batch_size)
+        try:
+            if self._next is not None and self._after == after:
+                task, self._next = self._next, None
+                events = await task
+            else:
+                self.cancel()
+                events = await self._events.read_all(after, self._batch_size)
+        except Exception as exc:
+            raise _StoreFailed("event store", exc) from exc
         if len(events) == self._batch_size:
             self._after = events[-1].position
             self._next = asyncio.create_task(self._events.read_all(self._after, self._batch_size))
@@ -131,6 +216,12 @@ class _Worker:
     _head_position: Position = field(default_factory=lambda: Position(0, 0))
     _head_at: float = 0.0
     _drops: set[asyncio.Task[None]] = field(default_factory=set)
+    _failures: int = 0
+    """Failures outside any event's handling since the projection last made progress."""
+    _requests_checked: float = 0.0
+    code: Projection[Any] | None = None
+    """The projection as added; ``projection`` is it at the stored version in use."""
+    previous_code: Projection[Any] | None = None
 
     @property
     def name(self) -> str:
@@ -158,21 +249,22 @@ class _Worker:
                 lease = await self._acquire()
                 if lease is None:
                     break
-                failed = False
+                failed, pause = False, 0.0
                 try:
                     await self._active(lease)
                 except _LeaseLost:
                     log.warning("%s: lease lost; standing by", self.name)
+                except _RebuildRequested:
+                    await self._plan_rebuild()
                 except Exception as exc:
                     # The event store or read store failed outside any event's handling
                     # (connection lost, server restarting). Nothing was skipped: the
                     # checkpoint did not move. Start over from it after a pause.
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    log.exception("%s: runner error; restarting from the checkpoint", self.name)
+                    pause = self._failed(exc)
                     failed = True
                 finally:
                     await asyncio.shield(lease.release())
-                if failed and await self._sleep(self.runner.error_pause):
+                if failed and await self._sleep(pause):
                     break
         finally:
             self.state = ProjectionState.STOPPED
@@ -181,11 +273,48 @@ class _Worker:
 
     async def _acquire(self) -> Lease | None:
         while True:
-            lease = await self.runner.leases.try_acquire(self.name)
+            try:
+                lease = await self.runner.leases.try_acquire(self.name)
+            except Exception as exc:
+                # The leases' database is down: stand by until it is back.
+                if await self._sleep(self._failed(_StoreFailed("lease database", exc))):
+                    return None
+                continue
             if lease is not None:
                 return lease
             if await self._sleep(self.runner.lease_retry):
                 return None
+
+    def _failed(self, exc: Exception) -> float:
+        """Report a failure outside any event's handling; the pause before starting over.
+
+        One WARNING line per attempt, naming the store, the error and the pause, which
+        doubles with every failure in a row from ``error_pause`` up to
+        ``max_error_pause``. The traceback is logged once per run of failures: at DEBUG
+        for an outage, at ERROR for anything else (which may be a bug).
+        """
+        store, error = (exc.store, exc.error) if isinstance(exc, _StoreFailed) else ("", exc)
+        outage = _unreachable(error)
+        store = store or ("read store" if outage else "runner")
+        runner = self.runner
+        growth = float(2 ** min(self._failures, 32))
+        pause = min(runner.error_pause * growth, runner.max_error_pause)
+        self._failures += 1
+        self.last_error = f"{type(error).__name__}: {error}"
+        message = "%s: %s %s (%s); attempt %d, retrying in %.1f s"
+        args = (self.name, store, "unreachable" if outage else "failed", self.last_error)
+        if self._failures == 1 and not outage:
+            log.error(message, *args, self._failures, pause, exc_info=error)
+        else:
+            log.warning(message, *args, self._failures, pause)
+            if self._failures == 1:
+                log.debug("%s: %s unreachable", self.name, store, exc_info=error)
+        return pause
+
+    def _recovered(self) -> None:
+        if self._failures:
+            log.info("%s: working again after %d failed attempt(s)", self.name, self._failures)
+            self._failures = 0
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep unless asked to stop first; true when stopping."""
@@ -195,7 +324,65 @@ class _Worker:
             return False
         return True
 
+    async def _resolve_versions(self) -> None:
+        """Pick the stored versions to run: the live one if this code built it, a
+        version being rebuilt on request, or a new one for new code; and the live
+        version to keep current meanwhile (``previous``)."""
+        code = self.code
+        if code is None:
+            return
+        store, name = self.store, self.name
+        live = await store.live_version(name)
+        lineage = await Lineage.load(store, name)
+        target = code.version
+        if live is not None:
+            pending = lineage.pending
+            if pending is not None and pending != live and lineage.code_of(pending) == target:
+                target = pending
+            elif lineage.code_of(live) == code.version:
+                target = live
+            elif lineage.code_of(code.version) != code.version:
+                # That number holds a version a requested rebuild of other code made.
+                target = await self._free_version(lineage, live)
+                lineage.built_by[target] = code.version
+                await lineage.save(store, name)
+        self.projection = at_version(code, target)
+        self.previous = None
+        if live is not None and live != target:
+            built = lineage.code_of(live)
+            for candidate in (self.previous_code, code):
+                if candidate is not None and candidate.version == built:
+                    self.previous = at_version(candidate, live)
+                    break
+
+    async def _free_version(self, lineage: Lineage, live: int | None) -> int:
+        assert self.code is not None
+        version = max([live or 0, self.code.version, *lineage.built_by]) + 1
+        while await self.store.checkpoint(self.name, version) is not None:
+            version += 1
+        return version
+
+    async def _plan_rebuild(self) -> None:
+        """Note a requested rebuild as pending: the next activation builds it."""
+        assert self.code is not None
+        lineage = await Lineage.load(self.store, self.name)
+        live = await self.store.live_version(self.name)
+        target = await self._free_version(lineage, live)
+        lineage.built_by[target] = self.code.version
+        lineage.pending = target
+        await lineage.save(self.store, self.name)
+        log.info("%s: rebuilding as v%d on request", self.name, target)
+
+    async def _rebuild_requested(self) -> bool:
+        """Whether an operator asked for a rebuild (looked at no more than once a second)."""
+        now = time.monotonic()
+        if now - self._requests_checked < self.runner.control_interval:
+            return False
+        self._requests_checked = now
+        return await self.store.take_control(self.name, REBUILD) is not None
+
     async def _active(self, lease: Lease) -> None:
+        await self._resolve_versions()
         projection, store = self.projection, self.store
         await store.prepare(projection, projection.setup)
         live = await store.live_version(self.name)
@@ -255,7 +442,11 @@ class _Worker:
         event_store = self.runner.event_store
         checkpoint = await self.store.checkpoint(projection.name, projection.version)
         assert checkpoint is not None
-        progress = _Progress(time.monotonic()) if plan else None
+        # A rebuild, or the first build of a projection, reports its progress.
+        progress = _Progress(time.monotonic()) if plan or checkpoint == START else None
+        if main and progress is not None:
+            # Followers of progress() see a build under way before its first batch lands.
+            self.progress = RebuildProgress(self.name, projection.version, 0, 0, 0.0, 0.0)
         if main:
             self.checkpoint = checkpoint
             self.state = ProjectionState.REBUILDING if plan else ProjectionState.CATCHING_UP
@@ -298,11 +489,13 @@ class _Worker:
                     if not main:
                         log.error("%s v%d faulted: %s", projection.name, projection.version, fault)
                         return
-                    if not await self._fault(fault.error):
-                        return
+                    # The status shows where it stopped: events of the batch before the
+                    # failing one may have committed.
                     stored = await self.store.checkpoint(projection.name, projection.version)
                     assert stored is not None
-                    checkpoint = stored
+                    checkpoint = self.checkpoint = stored
+                    if not await self._fault(fault.error):
+                        return
                     continue
             if not main:
                 if caught_up:
@@ -316,9 +509,13 @@ class _Worker:
                 # near the head and past the (now frozen) version readers use.
                 checkpoint = await self._apply(projection, [], checkpoint, True)
                 switch = True
+            self._recovered()
             self.checkpoint = checkpoint
             if progress is not None:
-                await self._report(progress, len(events), checkpoint, finished=switch)
+                built = switch or (plan is None and caught_up)
+                await self._report(progress, len(events), checkpoint, finished=built)
+                if built:
+                    progress = None
             if switch:
                 assert plan is not None
                 done = plan.done
@@ -326,6 +523,8 @@ class _Worker:
                 log.info("%s v%d is live", projection.name, projection.version)
                 await done()
             await self._measure(events, checkpoint, caught_up)
+            if caught_up and plan is None and await self._rebuild_requested():
+                raise _RebuildRequested
             if caught_up:
                 self.state = ProjectionState.LIVE
                 waited = await self._next_events(checkpoint, stop, lease)
@@ -372,7 +571,10 @@ class _Worker:
         if stop.is_set():
             return None
         # Read errors surface here as they would from a read at the top of the loop.
-        return reading.result()
+        try:
+            return reading.result()
+        except Exception as exc:
+            raise _StoreFailed("event store", exc) from exc
 
     async def _fault(self, error: str) -> bool:
         """Stay faulted until resumed (true) or stopped (false), keeping the lease."""
@@ -402,7 +604,21 @@ class _Worker:
         checkpoint: Position,
         switch: bool,
     ) -> Position:
-        handled = [e for e in events if projection.handles_event(e)]
+        # An event the projection would consume but that could not be decoded fails on
+        # its own, like an event its handler fails on; the events before and after it go
+        # on in batches.
+        while (bad := _undecodable_at(projection, events)) is not None:
+            if bad:
+                checkpoint = await self._apply(projection, events[:bad], checkpoint, False)
+            checkpoint = await self._apply_single(projection, events[bad], checkpoint)
+            events = events[bad + 1 :]
+            if not events and not switch:
+                return checkpoint
+        handled = [
+            e
+            for e in events
+            if projection.handles_event(e) and type(e.event) is not UndecodableEvent
+        ]
         started = time.perf_counter()
         try:
             async with self.store.transaction(projection, checkpoint) as tx:
@@ -415,6 +631,8 @@ class _Worker:
         except CheckpointConflict as exc:
             raise _LeaseLost from exc
         except Exception as exc:
+            if _unreachable(exc):
+                raise _StoreFailed("read store", exc) from exc
             log.warning(
                 "%s v%d: batch failed (%s); retrying its events one by one",
                 projection.name,
@@ -438,7 +656,7 @@ class _Worker:
         switch: bool,
     ) -> Position:
         for event in events:
-            if projection.handles_event(event):
+            if _handles(projection, event):
                 checkpoint = await self._apply_single(projection, event, checkpoint)
         if (events and checkpoint != events[-1].position) or switch:
             # Events after the last handled one (or the switch) still need committing.
@@ -458,12 +676,17 @@ class _Worker:
         for attempt in range(policy.retries + 1):
             started = time.perf_counter()
             try:
+                _raise_if_undecodable(event)
                 async with self.store.transaction(projection, checkpoint) as tx:
                     await projection.handle([event], tx.uow)
                     tx.advance_to(event.position)
             except CheckpointConflict as exc:
                 raise _LeaseLost from exc
             except Exception as exc:
+                if _unreachable(exc):
+                    # Not this event's fault: start over from the checkpoint once the
+                    # store is back, rather than park or fault on a good event.
+                    raise _StoreFailed("read store", exc) from exc
                 error = _describe(exc, event)
                 if projection is self.projection:
                     self.last_error = error
@@ -499,7 +722,10 @@ class _Worker:
     async def _head(self) -> Position:
         now = time.monotonic()
         if now - self._head_at > 0.5:
-            self._head_position = await self.runner.event_store.head()
+            try:
+                self._head_position = await self.runner.event_store.head()
+            except Exception as exc:
+                raise _StoreFailed("event store", exc) from exc
             self._head_at = now
         return self._head_position
 
@@ -542,6 +768,17 @@ class _Worker:
             queue.put_nowait(report)
 
 
+_ACTIVE = frozenset(
+    {
+        ProjectionState.CATCHING_UP,
+        ProjectionState.LIVE,
+        ProjectionState.REBUILDING,
+        ProjectionState.FAULTED,
+    }
+)
+"""States in which a runner holds a projection's lease and publishes its status."""
+
+
 class ProjectionRunner:
     """Runs projections against one event store; use as ``async with runner: ...``.
 
@@ -559,8 +796,17 @@ class ProjectionRunner:
     - ``drop_delay``: grace before a rebuilt projection's old version is dropped, so
       readers that resolved its tables just before the switch can finish;
     - ``error_pause``: wait before starting over after the event store or read store
-      failed outside any event's handling (the checkpoint did not move);
-    - ``on_progress``: called with every :class:`RebuildProgress` (e.g. a CLI progress bar).
+      failed outside any event's handling (the checkpoint did not move), or could not be
+      reached at all (then that is not counted against the event being handled); it
+      doubles with each failure in a row, up to ``max_error_pause``. Each attempt logs
+      one WARNING line (projection, store, error, next pause);
+    - ``on_progress``: called with every :class:`RebuildProgress` (e.g. a CLI progress bar);
+    - ``holder``: how this process is named in the statuses it publishes (``host:pid``);
+    - ``status_interval``: how often the status of each projection this runner is active
+      for is published into its read store, for other processes
+      (:func:`~cqrskit.projection.control.published_statuses`);
+    - ``control_interval``: how often, at most, a live projection looks for a rebuild
+      request (:func:`~cqrskit.projection.control.request_rebuild`).
     """
 
     def __init__(
@@ -575,7 +821,11 @@ class ProjectionRunner:
         lease_retry: float = 0.5,
         drop_delay: float = 2.0,
         error_pause: float = 1.0,
+        max_error_pause: float = 30.0,
         on_progress: ProgressCallback | None = None,
+        holder: str | None = None,
+        status_interval: float = 1.0,
+        control_interval: float = 1.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -587,8 +837,13 @@ class ProjectionRunner:
         self.lease_retry = lease_retry
         self.drop_delay = drop_delay
         self.error_pause = error_pause
+        self.max_error_pause = max_error_pause
         self.on_progress = on_progress
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        self.status_interval = status_interval
+        self.control_interval = control_interval
         self._workers: dict[str, _Worker] = {}
+        self._publisher: asyncio.Task[None] | None = None
 
     def add(
         self,
@@ -608,9 +863,12 @@ class ProjectionRunner:
             raise ValueError(f"projection {projection.name!r} is already added")
         if previous is not None and previous.name != projection.name:
             raise ValueError("previous must be an older version of the same projection")
-        worker = _Worker(self, projection, store, previous)
+        worker = _Worker(self, projection, store, previous, code=projection, previous_code=previous)
         self._workers[projection.name] = worker
         if self._running:
+            # Standing by from now, not once the task first runs: progress() called right
+            # away follows the build that is about to start.
+            worker.state = ProjectionState.STANDBY
             worker.task = asyncio.create_task(worker.run(), name=f"projection:{projection.name}")
 
     _running = False
@@ -621,22 +879,53 @@ class ProjectionRunner:
         for worker in self._workers.values():
             if worker.task is None or worker.task.done():
                 worker.stopping.clear()
+                worker.state = ProjectionState.STANDBY
                 worker.task = asyncio.create_task(worker.run(), name=f"projection:{worker.name}")
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.create_task(self._publish(), name="projection-statuses")
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop gracefully: batches in flight finish (or, after ``timeout``, roll back)."""
         self._running = False
+        active = [w for w in self._workers.values() if w.state in _ACTIVE]
         tasks = []
         for worker in self._workers.values():
             worker.stopping.set()
             if worker.task is not None:
                 tasks.append(worker.task)
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._publisher is not None:
+            self._publisher.cancel()
+            await asyncio.gather(self._publisher, return_exceptions=True)
+            self._publisher = None
+        # The last word of this runner: its projections are stopped, not live.
+        await self._publish_once(active)
+
+    async def _publish(self) -> None:
+        while True:
+            await self._publish_once([w for w in self._workers.values() if w.state in _ACTIVE])
+            await asyncio.sleep(self.status_interval)
+
+    async def _publish_once(self, workers: Sequence[_Worker]) -> None:
+        for worker in workers:
+            try:
+                # Operators retry and discard parked events from other processes too.
+                version = worker.projection.version
+                worker.parked = len(await worker.store.parked_events(worker.name, version))
+                self.metrics.parked.labels(worker.name).set(worker.parked)
+                if worker.parked == 0 and worker.state is ProjectionState.LIVE:
+                    worker.last_error = None  # nothing failing is left behind
+                await worker.store.put_control(
+                    worker.name, REPORT, encode_status(worker.status(), self.holder)
+                )
+            except Exception as exc:
+                # Statuses are for people; a store that cannot take one now is retried
+                # at the next interval, and the projection's own work is not disturbed.
+                log.debug("%s: could not publish the status: %r", worker.name, exc)
 
     async def __aenter__(self) -> ProjectionRunner:
         await self.start()
@@ -668,14 +957,20 @@ class ProjectionRunner:
         return await wait_for(self._worker(name).store, name, token, timeout)
 
     async def progress(self, name: str) -> AsyncIterator[RebuildProgress]:
-        """Rebuild progress reports of ``name`` until the rebuild finishes (or the runner
-        stops); ends at once when no rebuild is running or about to run."""
+        """Progress reports of a rebuild or first build of ``name`` until it finishes (or
+        the runner stops); ends at once when none is running or about to run."""
         worker = self._worker(name)
         queue: asyncio.Queue[RebuildProgress] = asyncio.Queue()
         worker.subscribers.append(queue)
         try:
             while True:
-                idle = worker.state not in (ProjectionState.REBUILDING, ProjectionState.STANDBY)
+                building = worker.state is ProjectionState.CATCHING_UP and (
+                    worker.progress is not None and not worker.progress.finished
+                )
+                idle = not building and worker.state not in (
+                    ProjectionState.REBUILDING,
+                    ProjectionState.STANDBY,
+                )
                 if idle and queue.empty():
                     return
                 get = asyncio.create_task(queue.get())
@@ -698,9 +993,17 @@ class ProjectionRunner:
 
     # -- parked events ---------------------------------------------------------------------
 
+    async def _current(self, name: str) -> _Worker:
+        """The worker of ``name``, at the stored version in use even before it ran here
+        (in a runner that is not started, e.g. an operator's tool beside the service)."""
+        worker = self._worker(name)
+        if worker.state not in _ACTIVE:
+            await worker._resolve_versions()
+        return worker
+
     async def parked(self, name: str) -> list[ParkedEvent]:
         """Events parked by the projection's current version."""
-        worker = self._worker(name)
+        worker = await self._current(name)
         return await worker.store.parked_events(name, worker.projection.version)
 
     async def _parked_entry(self, worker: _Worker, parked_id: str) -> ParkedEvent:
@@ -713,24 +1016,60 @@ class ProjectionRunner:
     async def retry_parked(self, name: str, parked_id: str) -> None:
         """Handle a parked event again (after fixing the cause) and unpark it on success.
 
-        The event's effects and its removal from the parked list commit together; if it
-        fails again, the error propagates and it stays parked. Parked events are handled
-        out of their original order, so their effects must not depend on it.
+        The event is read again from the event store and decoded with today's registry,
+        so an event parked because it could not be decoded is applied once its type is
+        registered again or an upcaster fixes it (and only unparked if, decoded, it turns
+        out to be an event the projection does not consume). The event's effects and its
+        removal from the parked list commit together; if it fails again (still
+        undecodable: :class:`~cqrskit.errors.EventDecodeError`), the error propagates and
+        it stays parked, with that error and one more attempt recorded. Parked events are
+        handled out of their original order, so their effects must not depend on it.
 
         Raises :class:`LookupError` if ``parked_id`` is not parked, also when a concurrent
         retry or discard of the same event committed first: then nothing is applied.
         """
-        worker = self._worker(name)
+        worker = await self._current(name)
         projection = worker.projection
         entry = await self._parked_entry(worker, parked_id)
-        events = await self.event_store.read_stream(entry.stream_id, entry.stream_version)
-        if not events or events[0].version != entry.stream_version:
-            raise LookupError(f"{name}: parked event {parked_id!r} is gone from the event store")
-        async with worker.store.transaction(projection, None) as tx:
-            await projection.handle(events[:1], tx.uow)
-            tx.unpark(parked_id)
+        event = await self._parked_source(entry)
+        handled = False
+        try:
+            _raise_if_undecodable(event)
+            async with worker.store.transaction(projection, None) as tx:
+                if _handles(projection, event):
+                    await projection.handle([event], tx.uow)
+                handled = True
+                tx.unpark(parked_id)
+        except Exception as exc:
+            # A lost race to unpark (LookupError at commit) leaves the entry to the winner.
+            if not (handled and isinstance(exc, LookupError)):
+                await self._record_retry_failure(worker, entry, _describe(exc, event))
+            raise
         worker.parked = max(0, worker.parked - 1)
         self.metrics.parked.labels(name).set(worker.parked)
+
+    async def _parked_source(self, entry: ParkedEvent) -> RecordedEvent:
+        """The parked event as the event store holds it now (undecodable or not)."""
+        # Nothing sorts between (commit, seq - 1) and (commit, seq): the first event after
+        # it is this one, if it is still there. read_all, unlike read_stream, hands over
+        # an event it cannot decode instead of raising, and reads only this one.
+        position = entry.position
+        found = await self.event_store.read_all(Position(position.commit, position.seq - 1), 1)
+        if not found or found[0].position != position:
+            raise LookupError(
+                f"{entry.projection}: parked event {entry.id!r} is gone from the event store"
+            )
+        return found[0]
+
+    async def _record_retry_failure(self, worker: _Worker, entry: ParkedEvent, error: str) -> None:
+        try:
+            async with worker.store.transaction(worker.projection, None) as tx:
+                tx.record_failure(entry, error)
+        except Exception as exc:
+            # The retry's own error matters more, and it propagates regardless.
+            log.warning(
+                "%s: could not record the failed retry of %s: %r", worker.name, entry.id, exc
+            )
 
     async def discard_parked(self, name: str, parked_id: str) -> None:
         """Drop a parked event for good, without handling it.
@@ -738,7 +1077,7 @@ class ProjectionRunner:
         Raises :class:`LookupError` if ``parked_id`` is not parked (unknown, malformed, or
         already retried or discarded, also by a concurrent call that committed first).
         """
-        worker = self._worker(name)
+        worker = await self._current(name)
         await self._parked_entry(worker, parked_id)
         async with worker.store.transaction(worker.projection, None) as tx:
             tx.unpark(parked_id)

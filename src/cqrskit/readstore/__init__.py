@@ -20,6 +20,7 @@ from cqrskit.readstore.base import (
 from cqrskit.readstore.memory import MemoryReadStore, MemoryUnitOfWork
 from cqrskit.readstore.redis import RedisReadStore, RedisUnitOfWork
 from cqrskit.readstore.sql import SqlReadStore, SqlUnitOfWork
+from cqrskit.store._connect import SQLITE_OPEN_ERRORS, connecting, masked_url
 
 __all__ = [
     "CheckpointConflict",
@@ -86,11 +87,17 @@ async def open_read_store(url: str) -> ReadStore[Any]:
         synchronous = options.get("synchronous", "NORMAL").upper()
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA: {url!r}")
-        sqlite_store = SqlReadStore(
-            SqliteDriver(sqlite_path(url.split("?", 1)[0]), synchronous),
-            poll_interval=_number(options, "poll_interval", "1.0", float),
-        )
-        await sqlite_store.create_meta()
+        path = sqlite_path(url.split("?", 1)[0])
+        poll_interval = _number(options, "poll_interval", "1.0", float)
+        async with connecting("SQLite read store", path, SQLITE_OPEN_ERRORS):
+            sqlite_store = SqlReadStore(
+                SqliteDriver(path, synchronous), poll_interval=poll_interval
+            )
+            try:
+                await sqlite_store.create_meta()
+            except BaseException:
+                await sqlite_store.close()
+                raise
         return sqlite_store
     if scheme in ("postgres", "postgresql"):
         from cqrskit.readstore._postgres import PostgresDriver
@@ -108,9 +115,9 @@ async def open_read_store(url: str) -> ReadStore[Any]:
     if scheme in ("redis", "rediss", "unix"):
         options = _options(url, {"prefix"})
         prefix = options.get("prefix", "cqrskit:")
-        return RedisReadStore.from_url(urlunsplit(parts._replace(query="")), prefix)
+        return await RedisReadStore.open(urlunsplit(parts._replace(query="")), prefix)
     raise ValueError(
-        f"unsupported read store URL {url!r}: use memory://, sqlite:///path, "
+        f"unsupported read store URL {masked_url(url)!r}: use memory://, sqlite:///path, "
         "postgresql://... or redis://..."
     )
 
@@ -119,19 +126,22 @@ async def open_sql_read_store(url: str) -> SqlReadStore:
     """Like :func:`open_read_store`, for a ``sqlite://`` or ``postgresql://`` URL only."""
     if urlsplit(url).scheme not in ("sqlite", "postgres", "postgresql"):
         raise ValueError(
-            f"expected a SQL read store URL (sqlite:///path or postgresql://...), not {url!r}"
+            "expected a SQL read store URL (sqlite:///path or postgresql://...), "
+            f"not {masked_url(url)!r}"
         )
     store = await open_read_store(url)
     if not isinstance(store, SqlReadStore):  # pragma: no cover - the scheme decides
-        raise TypeError(f"{url!r} opened a {type(store).__name__}")
+        raise TypeError(f"{masked_url(url)!r} opened a {type(store).__name__}")
     return store
 
 
 async def open_redis_read_store(url: str) -> RedisReadStore:
     """Like :func:`open_read_store`, for a ``redis://``, ``rediss://`` or ``unix://`` URL only."""
     if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"expected a Redis read store URL (redis://host:port/db), not {url!r}")
+        raise ValueError(
+            f"expected a Redis read store URL (redis://host:port/db), not {masked_url(url)!r}"
+        )
     store = await open_read_store(url)
     if not isinstance(store, RedisReadStore):  # pragma: no cover - the scheme decides
-        raise TypeError(f"{url!r} opened a {type(store).__name__}")
+        raise TypeError(f"{masked_url(url)!r} opened a {type(store).__name__}")
     return store

@@ -29,8 +29,9 @@ from cqrskit.readstore.sql import (
     SqlTransaction,
     Statement,
 )
+from cqrskit.store._connect import connecting
 from cqrskit.store._pg_listener import Listener
-from cqrskit.store._pg_schema import keep_session
+from cqrskit.store._pg_schema import CONNECT_ERRORS, keep_session
 from cqrskit.store.base import Position
 
 CHANNEL = "cqrskit_checkpoints"
@@ -165,24 +166,26 @@ class PostgresDriver(SqlDriver):
 
     @classmethod
     async def connect(cls, url: str, schema: str, pool_size: int = 5) -> PostgresDriver:
-        """Create the schema if needed and open a pool whose connections use it."""
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        except asyncpg.UniqueViolationError:
-            pass  # created by a concurrent process at the same moment
-        finally:
-            await conn.close()
-        pool = await asyncpg.create_pool(
-            url,
-            min_size=1,
-            max_size=pool_size,
-            # A read model is derived data whose checkpoint commits with it: losing the
-            # last few commits in a server crash only means projecting them again, so
-            # there is no need to wait for the WAL flush on every batch.
-            server_settings={"search_path": schema, "synchronous_commit": "off"},
-            reset=keep_session,
-        )
+        """Create the schema if needed and open a pool whose connections use it;
+        :class:`~cqrskit.errors.StoreUnavailable` when the server cannot be reached."""
+        async with connecting("PostgreSQL read store", url, CONNECT_ERRORS):
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            except asyncpg.UniqueViolationError:
+                pass  # created by a concurrent process at the same moment
+            finally:
+                await conn.close()
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=pool_size,
+                # A read model is derived data whose checkpoint commits with it: losing the
+                # last few commits in a server crash only means projecting them again, so
+                # there is no need to wait for the WAL flush on every batch.
+                server_settings={"search_path": schema, "synchronous_commit": "off"},
+                reset=keep_session,
+            )
         return cls(pool, url, schema)
 
     @asynccontextmanager

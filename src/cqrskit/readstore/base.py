@@ -18,6 +18,7 @@ from typing import Final, Generic, Protocol, TypeVar, runtime_checkable
 from cqrskit._signal import Signal
 from cqrskit.errors import CqrsError
 from cqrskit.store.base import Position, RecordedEvent
+from cqrskit.store.serialization import UndecodableEvent
 
 __all__ = [
     "MAX_TABLE_NAME_BYTES",
@@ -27,10 +28,12 @@ __all__ = [
     "ReadStore",
     "ReadTransaction",
     "SetupHook",
+    "StoredForm",
     "check_name",
     "check_projection",
     "no_parked_event",
     "physical_table",
+    "stored_form",
 ]
 
 U = TypeVar("U")
@@ -61,7 +64,12 @@ class CheckpointConflict(CqrsError):
 class ParkedEvent:
     """An event a projection could not handle, kept with its error for a later retry.
 
-    ``id`` is the event's position token: unique per projection version.
+    ``id`` is the event's position token: unique per projection version. ``error`` is the
+    last error (updated when a retry fails), ``attempts`` how many times it was tried.
+    For an event that could not be decoded (an
+    :class:`~cqrskit.store.UndecodableEvent`), the raw stored form is kept as well:
+    ``schema_version``, ``data`` and ``metadata`` (JSON texts as stored); they are
+    ``None`` for an event that decoded but whose handling failed.
     """
 
     id: str
@@ -74,6 +82,37 @@ class ParkedEvent:
     error: str
     attempts: int
     parked_at: datetime
+    schema_version: int | None = None
+    data: str | None = None
+    metadata: str | None = None
+
+    @property
+    def undecodable(self) -> bool:
+        """Whether it was parked because it could not be decoded."""
+        return self.data is not None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredForm:
+    """What a read store keeps of a parked event besides its place and error."""
+
+    event_type: str
+    schema_version: int | None = None
+    data: str | None = None
+    metadata: str | None = None
+
+
+def stored_form(recorded: RecordedEvent) -> StoredForm:
+    """The event type of ``recorded``, plus its raw stored form if it was undecodable."""
+    event = recorded.event
+    if isinstance(event, UndecodableEvent):
+        return StoredForm(
+            event.stored_type,
+            event.stored_schema_version,
+            event.stored_data,
+            event.stored_metadata,
+        )
+    return StoredForm(event.event_type)
 
 
 class ProjectionSpec(Protocol):
@@ -115,7 +154,7 @@ def check_name(kind: str, name: str) -> None:
         )
 
 
-RESERVED_PROJECTION_NAMES: Final = frozenset({"checkpoint", "parked"})
+RESERVED_PROJECTION_NAMES: Final = frozenset({"checkpoint", "control", "parked"})
 """Names the Redis read store uses for its own key spaces (``{prefix}parked:...``): a
 projection of that name would share them. Refused on every store, so that projections
 stay portable."""
@@ -179,6 +218,7 @@ class ReadTransaction(Generic[U_co]):
         self.new_checkpoint: Position | None = None
         self.parked: list[tuple[RecordedEvent, str, int]] = []
         self.unparked: list[str] = []
+        self.retry_failures: list[tuple[ParkedEvent, str]] = []
         self.switch_live = False
 
     @property
@@ -201,6 +241,11 @@ class ReadTransaction(Generic[U_co]):
         the event is still parked then, so two concurrent retries cannot both apply it.
         """
         self.unparked.append(parked_id)
+
+    def record_failure(self, parked: ParkedEvent, error: str) -> None:
+        """Keep ``error`` as a parked event's last error and count one more attempt, if it
+        is still parked at commit (otherwise nothing: it was retried or discarded)."""
+        self.retry_failures.append((parked, error))
 
     def go_live(self) -> None:
         """Make this transaction's projection version the one readers use, atomically."""
@@ -256,6 +301,23 @@ class ReadStore(Protocol[U_co]):
 
     async def drop_version(self, projection: str, version: int) -> None:
         """Delete a (no longer live) version's read model, checkpoint and parked events."""
+        ...
+
+    async def put_control(self, projection: str, kind: str, value: str) -> None:
+        """Keep ``value`` as the projection's control record of ``kind`` (replacing one).
+
+        Control records are how runners and operators talk across processes: published
+        statuses, rebuild requests, which code version built which stored version.
+        """
+        ...
+
+    async def controls(self, kind: str) -> dict[str, tuple[str, datetime]]:
+        """Every projection's control record of ``kind``: value and when it was written."""
+        ...
+
+    async def take_control(self, projection: str, kind: str) -> str | None:
+        """Remove and return the projection's control record of ``kind``, if any; of two
+        concurrent takers only one gets it."""
         ...
 
     async def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from cqrskit.readstore.base import (
     check_projection,
     check_projection_name,
     no_parked_event,
+    stored_form,
     wait_with_signal,
 )
 from cqrskit.store.base import START, Position
@@ -88,6 +89,7 @@ class MemoryReadStore:
         self._versions: dict[tuple[str, int], _Version] = {}
         self._live: dict[str, int] = {}
         self._signal = Signal()
+        self._controls: dict[tuple[str, str], tuple[str, datetime]] = {}
 
     async def prepare(self, projection: ProjectionSpec, setup: SetupHook[MemoryUnitOfWork]) -> bool:
         """Register a projection version (and make it live if it is the first).
@@ -137,6 +139,7 @@ class MemoryReadStore:
         tx.uow._apply()
         now = datetime.now(UTC)
         for event, error, attempts in tx.parked:
+            form = stored_form(event)
             parked = ParkedEvent(
                 str(event.position),
                 projection.name,
@@ -144,12 +147,21 @@ class MemoryReadStore:
                 event.position,
                 event.stream_id,
                 event.version,
-                event.event.event_type,
+                form.event_type,
                 error,
                 attempts,
                 now,
+                form.schema_version,
+                form.data,
+                form.metadata,
             )
             state.parked[parked.id] = parked
+        for failed, error in tx.retry_failures:
+            current = state.parked.get(failed.id)
+            if current is not None:
+                state.parked[failed.id] = replace(
+                    current, error=error, attempts=current.attempts + 1
+                )
         for parked_id in tx.unparked:
             del state.parked[parked_id]
         if tx.new_checkpoint is not None:
@@ -194,6 +206,19 @@ class MemoryReadStore:
         if self._live.get(projection) == version:
             raise ValueError(f"{projection} v{version} is live; switch before dropping it")
         self._versions.pop((projection, version), None)
+
+    async def put_control(self, projection: str, kind: str, value: str) -> None:
+        """Keep a control record (see :meth:`ReadStore.put_control`)."""
+        self._controls[(projection, kind)] = (value, datetime.now(UTC))
+
+    async def controls(self, kind: str) -> dict[str, tuple[str, datetime]]:
+        """Every projection's control record of ``kind``."""
+        return {p: record for (p, k), record in self._controls.items() if k == kind}
+
+    async def take_control(self, projection: str, kind: str) -> str | None:
+        """Remove and return a control record."""
+        record = self._controls.pop((projection, kind), None)
+        return None if record is None else record[0]
 
     def rows(self, projection: str, table: str) -> dict[str, Row]:
         """Readers' view: a copy of the live version's ``table``."""

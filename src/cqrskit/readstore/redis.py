@@ -23,6 +23,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,8 +41,10 @@ from cqrskit.readstore.base import (
     SetupHook,
     check_projection_name,
     no_parked_event,
+    stored_form,
     wait_with_signal,
 )
+from cqrskit.store._connect import connecting
 from cqrskit.store.base import START, Position
 
 __all__ = ["RedisReadStore", "RedisUnitOfWork"]
@@ -107,8 +110,28 @@ class RedisReadStore:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "cqrskit:") -> RedisReadStore:
-        """A store on the Redis server named by ``url`` (``redis://host:port/db``)."""
+        """A store on the Redis server named by ``url`` (``redis://host:port/db``).
+
+        Connects lazily, on first use; :meth:`open` checks the server first.
+        """
         return cls(Redis.from_url(url), prefix)
+
+    @classmethod
+    async def open(cls, url: str, prefix: str = "cqrskit:") -> RedisReadStore:
+        """A store on the Redis server named by ``url``, once it answered a ``PING``.
+
+        A server that cannot be reached (or refuses the login) raises
+        :class:`~cqrskit.errors.StoreUnavailable` naming it, password masked, at once:
+        rather than a projection runner failing, retrying and logging, again and again.
+        """
+        store = cls.from_url(url, prefix)
+        try:
+            async with connecting("Redis read store", url, _CONNECTION_ERRORS):
+                await store.client.ping()
+        except BaseException:
+            await store.client.aclose()
+            raise
+        return store
 
     @property
     def prefix(self) -> str:
@@ -234,18 +257,29 @@ class RedisReadStore:
     ) -> None:
         now = datetime.now(UTC).isoformat()
         for event, error, attempts in tx.parked:
+            form = stored_form(event)
             record = {
                 "position": [event.position.commit, event.position.seq],
                 "stream_id": event.stream_id,
                 "stream_version": event.version,
-                "event_type": event.event.event_type,
+                "event_type": form.event_type,
                 "error": error,
                 "attempts": attempts,
                 "parked_at": now,
+                "schema_version": form.schema_version,
+                "data": form.data,
+                "metadata": form.metadata,
             }
             parked_id = str(event.position)
             pipe.set(self._parked_key(name, version, parked_id), orjson.dumps(record))
             pipe.zadd(self._parked_index(name, version), {parked_id: event.position.seq})
+        for failed, error in tx.retry_failures:
+            # SET ... XX: only while still parked, so a retry or discard that won stays.
+            pipe.set(
+                self._parked_key(name, version, failed.id),
+                orjson.dumps(_parked_record(replace(failed, attempts=failed.attempts + 1), error)),
+                xx=True,
+            )
         for parked_id in tx.unparked:
             pipe.delete(self._parked_key(name, version, parked_id))
             pipe.zrem(self._parked_index(name, version), parked_id)
@@ -353,11 +387,39 @@ class RedisReadStore:
                     error=record["error"],
                     attempts=record["attempts"],
                     parked_at=datetime.fromisoformat(record["parked_at"]),
+                    schema_version=record.get("schema_version"),
+                    data=record.get("data"),
+                    metadata=record.get("metadata"),
                 )
             )
         # The index's score (the sequence number) is not the whole order on PostgreSQL,
         # where positions order by the writing transaction first.
         return sorted(parked, key=lambda p: p.position)
+
+    def _control_key(self, kind: str) -> str:
+        return f"{self._prefix}control:{kind}"
+
+    async def put_control(self, projection: str, kind: str, value: str) -> None:
+        """Keep a control record (a field of one hash per kind)."""
+        record = orjson.dumps({"value": value, "at": datetime.now(UTC).isoformat()})
+        await self.client.hset(self._control_key(kind), projection, record)
+
+    async def controls(self, kind: str) -> dict[str, tuple[str, datetime]]:
+        """Every projection's control record of ``kind``."""
+        raw = await self.client.hgetall(self._control_key(kind))
+        records = {}
+        for field, text in raw.items():
+            record = orjson.loads(text)
+            records[_text(field)] = (str(record["value"]), datetime.fromisoformat(record["at"]))
+        return records
+
+    async def take_control(self, projection: str, kind: str) -> str | None:
+        """Remove and return a control record; HDEL's count decides who gets it."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hget(self._control_key(kind), projection)
+            pipe.hdel(self._control_key(kind), projection)
+            text, removed = await pipe.execute()
+        return str(orjson.loads(text)["value"]) if removed and text is not None else None
 
     async def drop_version(self, projection: str, version: int) -> None:
         """Delete a version's keys, checkpoint and parked events."""
@@ -378,6 +440,50 @@ class RedisReadStore:
                 batch = []
         if batch:
             await self.client.unlink(*batch)
+
+    # KEYS: 1 the version's checkpoint. ARGV: 1 a SCAN MATCH pattern of its keys.
+    _READ_VERSION = """
+local checkpoint = redis.call('GET', KEYS[1])
+if not checkpoint then return false end
+local cursor, found = '0', {}
+repeat
+  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+  cursor = page[1]
+  for _, key in ipairs(page[2]) do
+    local kind = redis.call('TYPE', key)['ok']
+    local value = false
+    if kind == 'string' then value = redis.call('GET', key)
+    elseif kind == 'hash' then value = redis.call('HGETALL', key)
+    elseif kind == 'list' then value = redis.call('LRANGE', key, 0, -1)
+    elseif kind == 'set' then value = redis.call('SMEMBERS', key)
+    elseif kind == 'zset' then value = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+    elseif kind == 'stream' then value = redis.call('XRANGE', key, '-', '+')
+    end
+    found[#found + 1] = {key, kind, value}
+  end
+until cursor == '0'
+return {checkpoint, found}
+"""
+
+    async def read_version(
+        self, projection: str, version: int
+    ) -> tuple[Position, list[tuple[bytes, str, Any]]] | None:
+        """Every key of one projection version with its type and raw reply (``GET``,
+        ``HGETALL``, ``LRANGE``, ``SMEMBERS``, ``ZRANGE ... WITHSCORES`` or ``XRANGE``;
+        ``None`` for other types), and the version's checkpoint; ``None`` when the version
+        does not exist. For tools that compare versions (``cqrskit.projection.verify``).
+
+        One Lua script reads it all, so it is one consistent moment even while a runner
+        commits; Redis serves no other client meanwhile (about as long as reading the
+        model's keys takes), so mind the model's size.
+        """
+        pattern = glob_escape(self.version_prefix(projection, version)) + "*"
+        key = self._checkpoint_key(projection, version)
+        reply = await self.client.eval(self._READ_VERSION, 1, key, pattern)
+        if not reply:
+            return None
+        checkpoint, found = reply
+        return Position.parse(_text(checkpoint)), [(k, _text(t), v) for k, t, v in found]
 
     async def close(self) -> None:
         """Stop listening and close the connection pool (whatever state the listener is in)."""
@@ -402,3 +508,19 @@ async def _close_quietly(pubsub: PubSub) -> None:
         await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
     except _CONNECTION_ERRORS as exc:
         _log.debug("closing a lost subscription: %r", exc)
+
+
+def _parked_record(parked: ParkedEvent, error: str) -> dict[str, object]:
+    """The stored JSON of a parked event, with ``error`` as its last error."""
+    return {
+        "position": [parked.position.commit, parked.position.seq],
+        "stream_id": parked.stream_id,
+        "stream_version": parked.stream_version,
+        "event_type": parked.event_type,
+        "error": error,
+        "attempts": parked.attempts,
+        "parked_at": parked.parked_at.isoformat(),
+        "schema_version": parked.schema_version,
+        "data": parked.data,
+        "metadata": parked.metadata,
+    }

@@ -33,11 +33,12 @@ from cqrskit.readstore.base import (
     no_parked_event,
     physical_table,
     resolve_tables,
+    stored_form,
     wait_with_signal,
 )
 from cqrskit.store.base import Position
 
-__all__ = ["SqlReadStore", "SqlUnitOfWork", "check_name"]
+__all__ = ["SqlReadStore", "SqlSnapshot", "SqlUnitOfWork", "check_name"]
 
 Row = dict[str, Any]
 
@@ -72,9 +73,23 @@ META_TABLES: Final = (
         error TEXT NOT NULL,
         attempts INTEGER NOT NULL,
         parked_at TEXT NOT NULL,
+        schema_version INTEGER,
+        data TEXT,
+        metadata TEXT,
         PRIMARY KEY (projection, version, commit_id, seq)
     )""",
+    """CREATE TABLE IF NOT EXISTS cqrskit_control (
+        projection TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (projection, kind)
+    )""",
 )
+
+PARKED_RAW_COLUMNS: Final = (("schema_version", "INTEGER"), ("data", "TEXT"), ("metadata", "TEXT"))
+"""Columns added to ``cqrskit_parked_events`` after its first release (the raw stored form
+of an undecodable event); :meth:`SqlReadStore.create_meta` adds them to older tables."""
 
 UNPARK_SQL: Final = (
     "DELETE FROM cqrskit_parked_events WHERE projection = ? AND version = ? "
@@ -203,6 +218,24 @@ class SqlUnitOfWork:
         return pending
 
 
+class SqlSnapshot:
+    """Reads that all see the store at one moment (see :meth:`SqlReadStore.snapshot`).
+
+    SQL is run as given: ``?`` placeholders, physical table names (no ``{table}``).
+    """
+
+    def __init__(self, tx: SqlTransaction, first: list[Statement], dialect: str) -> None:
+        self._tx = tx
+        self._first = first
+        self.dialect = dialect
+        """``"sqlite"`` or ``"postgresql"``."""
+
+    async def fetch(self, sql: str, *params: Any) -> list[Row]:
+        """Rows of a query, as of the snapshot."""
+        first, self._first = self._first, []
+        return await self._tx.fetch(first, sql, params)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -231,7 +264,23 @@ class SqlReadStore:
             lock = self._driver.lock_statement("cqrskit-readstore-meta")
             statements = [lock] if lock else []
             statements += [Statement(sql, [()]) for sql in META_TABLES]
-            await tx.commit(statements)
+            columns = await tx.fetch(statements, self._columns_sql("cqrskit_parked_events"), ())
+            present = {r["name"] for r in columns}
+            await tx.commit(
+                [
+                    Statement(f"ALTER TABLE cqrskit_parked_events ADD COLUMN {name} {kind}", [()])
+                    for name, kind in PARKED_RAW_COLUMNS
+                    if name not in present
+                ]
+            )
+
+    def _columns_sql(self, table: str) -> str:
+        if self._driver.dialect == "sqlite":
+            return f"SELECT name FROM pragma_table_info('{table}')"
+        return (
+            "SELECT column_name AS name FROM information_schema.columns "
+            f"WHERE table_name = '{table}' AND table_schema = current_schema()"
+        )
 
     async def prepare(self, projection: ProjectionSpec, setup: SetupHook[SqlUnitOfWork]) -> bool:
         """Create a projection version's tables once, and make the first version live.
@@ -330,11 +379,13 @@ class SqlReadStore:
             statements.append(
                 Statement(
                     "INSERT INTO cqrskit_parked_events (projection, version, commit_id, seq, "
-                    "stream_id, stream_version, event_type, error, attempts, parked_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "stream_id, stream_version, event_type, error, attempts, parked_at, "
+                    "schema_version, data, metadata) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (projection, version, commit_id, seq) DO UPDATE SET "
                     "error = excluded.error, attempts = excluded.attempts, "
-                    "parked_at = excluded.parked_at",
+                    "parked_at = excluded.parked_at, schema_version = excluded.schema_version, "
+                    "data = excluded.data, metadata = excluded.metadata",
                     [
                         (
                             name,
@@ -343,12 +394,28 @@ class SqlReadStore:
                             e.position.seq,
                             e.stream_id,
                             e.version,
-                            e.event.event_type,
+                            form.event_type,
                             error,
                             attempts,
                             now,
+                            form.schema_version,
+                            form.data,
+                            form.metadata,
                         )
                         for e, error, attempts in tx.parked
+                        for form in (stored_form(e),)
+                    ],
+                )
+            )
+        if tx.retry_failures:
+            # No guard: a parked event retried or discarded meanwhile stays gone.
+            statements.append(
+                Statement(
+                    "UPDATE cqrskit_parked_events SET error = ?, attempts = attempts + 1 "
+                    "WHERE projection = ? AND version = ? AND commit_id = ? AND seq = ?",
+                    [
+                        (error, name, version, p.position.commit, p.position.seq)
+                        for p, error in tx.retry_failures
                     ],
                 )
             )
@@ -485,6 +552,9 @@ class SqlReadStore:
                 error=r["error"],
                 attempts=int(r["attempts"]),
                 parked_at=datetime.fromisoformat(r["parked_at"]),
+                schema_version=None if r["schema_version"] is None else int(r["schema_version"]),
+                data=r["data"],
+                metadata=r["metadata"],
             )
             for r in rows
         ]
@@ -508,6 +578,40 @@ class SqlReadStore:
                 )
             await tx.commit(statements)
 
+    async def put_control(self, projection: str, kind: str, value: str) -> None:
+        """Keep a control record (see :meth:`ReadStore.put_control`)."""
+        async with self._driver.begin() as tx:
+            await tx.commit(
+                [
+                    Statement(
+                        "INSERT INTO cqrskit_control (projection, kind, value, updated_at) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT (projection, kind) DO UPDATE SET "
+                        "value = excluded.value, updated_at = excluded.updated_at",
+                        [(projection, kind, value, _now())],
+                    )
+                ]
+            )
+
+    async def controls(self, kind: str) -> dict[str, tuple[str, datetime]]:
+        """Every projection's control record of ``kind``."""
+        rows = await self._driver.query(
+            "SELECT projection, value, updated_at FROM cqrskit_control WHERE kind = ?", (kind,)
+        )
+        return {
+            r["projection"]: (r["value"], datetime.fromisoformat(r["updated_at"])) for r in rows
+        }
+
+    async def take_control(self, projection: str, kind: str) -> str | None:
+        """Remove and return a control record; the DELETE decides who gets it."""
+        async with self._driver.begin() as tx:
+            rows = await tx.fetch(
+                [],
+                "DELETE FROM cqrskit_control WHERE projection = ? AND kind = ? RETURNING value",
+                (projection, kind),
+            )
+            await tx.commit([])
+        return str(rows[0]["value"]) if rows else None
+
     async def query(self, projection: str, sql: str, *params: Any) -> list[Row]:
         """Rows of a reader's query over the live version of ``projection``'s tables."""
         return await self._driver.query_live(projection, sql, params)
@@ -516,6 +620,24 @@ class SqlReadStore:
         """The first row of a reader's query, or ``None``."""
         rows = await self.query(projection, sql, *params)
         return rows[0] if rows else None
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[SqlSnapshot]:
+        """A read-only view of the whole store at one moment: every read through it sees
+        the same committed state (e.g. a version's rows together with its checkpoint).
+
+        PostgreSQL: a ``REPEATABLE READ, READ ONLY`` transaction, which takes no locks.
+        SQLite: the driver's write transaction, its one transaction over several
+        statements; readers go on meanwhile, but other writers (the runner's commits)
+        wait until it ends, so keep it short. Nothing is ever written through it.
+        """
+        first = []
+        if self.dialect == "postgresql":
+            first.append(
+                Statement("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", [()])
+            )
+        async with self._driver.begin() as tx:
+            yield SqlSnapshot(tx, first, self.dialect)
 
     async def close(self) -> None:
         """Close the connections."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
 
+from cqrskit.store._connect import masked_url
 from cqrskit.store.base import (
     ANY,
     NO_STREAM,
@@ -20,7 +21,7 @@ from cqrskit.store.base import (
     StreamAppend,
 )
 from cqrskit.store.memory import MemoryEventStore, MemoryStorage
-from cqrskit.store.serialization import EventRegistry, Upcaster
+from cqrskit.store.serialization import EventRegistry, UndecodableEvent, Upcaster
 from cqrskit.store.sqlite import SqliteEventStore
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "Snapshot",
     "SqliteEventStore",
     "StreamAppend",
+    "UndecodableEvent",
     "Upcaster",
     "open_event_store",
     "sqlite_path",
@@ -62,6 +64,9 @@ async def open_event_store(url: str, registry: EventRegistry) -> EventStore:
     - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` — one durable file;
       query option ``synchronous`` (OFF, NORMAL, FULL; default FULL);
     - ``postgresql://user@host:port/db`` — PostgreSQL; query option ``schema``.
+
+    A store that cannot be reached raises :class:`~cqrskit.errors.StoreUnavailable` (a
+    ``ConnectionError``), naming the store and the URL with its password masked.
     """
     scheme = urlsplit(url).scheme
     if scheme == "memory":
@@ -84,5 +89,6 @@ async def open_event_store(url: str, registry: EventRegistry) -> EventStore:
 
         return await PostgresEventStore.open(url, registry)
     raise ValueError(
-        f"unsupported event store URL {url!r}: use memory://, sqlite:///path or postgresql://"
+        f"unsupported event store URL {masked_url(url)!r}: use memory://, sqlite:///path or "
+        "postgresql://"
     )

@@ -14,8 +14,17 @@ from typing import Any, Final
 
 import orjson
 
-from cqrskit.errors import EventStoreClosed
+from cqrskit.errors import EventEncodingError, EventStoreClosed
 from cqrskit.messages import DomainEvent
+from cqrskit.store._arguments import (
+    check_appends,
+    check_events,
+    check_expected_version,
+    check_id,
+    check_idempotency,
+    check_limit,
+    check_position,
+)
 from cqrskit.store.base import (
     ANY,
     AppendResult,
@@ -67,59 +76,59 @@ class EventStoreBase(ABC):
     async def append_many(
         self, appends: Sequence[StreamAppend], *, idempotency: Idempotency | None = None
     ) -> AppendResult:
-        """Append to several streams in one transaction: all or nothing."""
+        """Append to several streams in one transaction: all or nothing.
+
+        Every argument is checked and every event encoded before anything is written:
+        ``TypeError`` for a wrong kind of argument, ``ValueError`` for a bad value,
+        :class:`~cqrskit.errors.EventEncodingError` for an event that could not be read
+        back; the same on every backend.
+        """
         self._ensure_open()
+        check_appends(appends)
+        check_idempotency(idempotency)
         encoded = self._encode(appends)
-        if idempotency is not None and not idempotency.key:
-            raise ValueError("an idempotency key must not be empty")
         return await self._append(encoded, [a.stream_id for a in appends], idempotency)
 
     def _encode(self, appends: Sequence[StreamAppend]) -> list[EncodedAppend]:
         seen: set[str] = set()
         encoded: list[EncodedAppend] = []
         for append in appends:
-            if not append.stream_id:
-                raise ValueError("a stream id must not be empty")
-            if "\x00" in append.stream_id:
-                raise ValueError(
-                    f"a stream id must not contain NUL characters: {append.stream_id!r}"
-                )
-            if append.stream_id in seen:
-                raise ValueError(f"stream {append.stream_id!r} appears twice in one append")
-            if append.expected_version < ANY:
-                raise ValueError(
-                    f"expected version must be ANY, NO_STREAM or >= 1, "
-                    f"got {append.expected_version}"
-                )
-            seen.add(append.stream_id)
+            stream_id = check_id(append.stream_id, "a stream id")
+            if stream_id in seen:
+                raise ValueError(f"stream {stream_id!r} appears twice in one append")
+            expected_version = check_expected_version(append.expected_version)
+            events = check_events(append.events, stream_id)
+            seen.add(stream_id)
             encoded.append(
                 EncodedAppend(
-                    append.stream_id,
-                    tuple(_without_nul(self.registry.encode(e)) for e in append.events),
-                    append.expected_version,
+                    stream_id,
+                    tuple(_without_nul(self.registry.encode(e)) for e in events),
+                    expected_version,
                 )
             )
         encoded.sort(key=lambda a: a.stream_id)
         return encoded
 
     async def next_events(
-        self, after: Position, limit: int = 1000, *, timeout: float
+        self, after: Position | str, limit: int = 1000, *, timeout: float
     ) -> list[RecordedEvent]:
-        """Up to ``limit`` events after ``after`` once one is readable, waiting up to
-        ``timeout``; ``[]`` when none became readable in time."""
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
+        """Up to ``limit`` events after ``after`` (a position or a consistency token) once
+        one is readable, waiting up to ``timeout``; ``[]`` when none became readable in
+        time."""
+        after = check_position(after)
+        check_limit(limit)
         if not await self.wait_for_events(after, timeout):
             return []
         return await self.read_all(after, limit)
 
     @abstractmethod
-    async def wait_for_events(self, after: Position, timeout: float) -> bool:
+    async def wait_for_events(self, after: Position | str, timeout: float) -> bool:
         """Wait until an event after ``after`` is readable; false when ``timeout`` ran out."""
 
     @abstractmethod
-    async def read_all(self, after: Position, limit: int = 1000) -> list[RecordedEvent]:
-        """Up to ``limit`` events after ``after`` in global order."""
+    async def read_all(self, after: Position | str, limit: int = 1000) -> list[RecordedEvent]:
+        """Up to ``limit`` events after ``after`` (a position or a consistency token) in
+        global order."""
 
     @abstractmethod
     async def _append(
@@ -245,12 +254,19 @@ def decode_page(
     registry: EventRegistry,
     rows: Sequence[StoredRow],
     recorded_at: Callable[[Any], datetime] | None = None,
+    *,
+    strict: bool = True,
 ) -> list[RecordedEvent]:
     """Decode a page of stored rows into :class:`RecordedEvent`s: every backend's read path.
 
     ``recorded_at`` converts the stored time when the backend does not fetch a
     ``datetime``; consecutive rows of one append share their time, so each distinct value
     is converted once.
+
+    A row that cannot be decoded raises :class:`EventDecodeError` when ``strict`` (loading
+    an aggregate: ``read_stream``); otherwise (``read_all``) it becomes a record whose
+    event is an :class:`UndecodableEvent`, so that one bad row fails only itself, not the
+    page around it.
     """
     decode = registry.decode
     set_stream, set_version, set_position, set_event, set_recorded = _set_recorded
@@ -266,11 +282,18 @@ def decode_page(
                 if raw != last_raw:
                     last_raw, last_time = raw, recorded_at(raw)
                 raw = last_time
-            event = decode(event_type, schema, data, metadata)
+            position = _position(commit, seq)
+            # A try block costs nothing until something raises (Python 3.11+).
+            try:
+                event: DomainEvent = decode(event_type, schema, data, metadata)
+            except Exception as exc:
+                event = registry.undecodable(event_type, schema, data, metadata, exc)
+                if strict:
+                    raise event.error(stream_id, version, position) from exc
             recorded: RecordedEvent = _new(RecordedEvent)
             set_stream(recorded, stream_id)
             set_version(recorded, version)
-            set_position(recorded, _position(commit, seq))
+            set_position(recorded, position)
             set_event(recorded, event)
             set_recorded(recorded, raw)
             append(recorded)
@@ -286,7 +309,10 @@ def _without_nul(event: EncodedEvent) -> EncodedEvent:
     since PostgreSQL cannot store one in text or jsonb."""
     for text in (event.data, event.metadata):
         if "\\u0000" in text and _NUL_ESCAPE.search(text):
-            raise ValueError(
-                f"{event.event_type}: event data must not contain NUL characters (\\x00)"
+            raise EventEncodingError(
+                event.event_type,
+                "",
+                "expected text without NUL characters (\\x00), which PostgreSQL cannot "
+                "store in text or jsonb",
             )
     return event

@@ -11,6 +11,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from cqrskit.errors import SchemaError
+from cqrskit.store._connect import masked_url
+from cqrskit.store._pg_listener import CONNECTION_ERRORS
 
 DEFAULT_SCHEMA: Final = "cqrskit"
 
@@ -43,6 +45,15 @@ class PgTarget:
 STORE_OPTIONS: Final = ("schema", "notify", "max_connections")
 """URL query options the store reads itself; every other one goes to asyncpg."""
 
+CONNECT_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    *CONNECTION_ERRORS,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+)
+"""What asyncpg raises when it cannot get a connection to a server: refused, unreachable,
+too busy, login refused, or no such database."""
+
 
 def parse_url(url: str) -> tuple[PgTarget, dict[str, str]]:
     """Split the store's own options (:data:`STORE_OPTIONS`) off a ``postgresql://`` URL.
@@ -51,13 +62,13 @@ def parse_url(url: str) -> tuple[PgTarget, dict[str, str]]:
     """
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql"):
-        raise ValueError(f"not a PostgreSQL URL (postgresql://user@host/db): {url!r}")
+        raise ValueError(f"not a PostgreSQL URL (postgresql://user@host/db): {masked_url(url)!r}")
     query = parse_qsl(parts.query, keep_blank_values=True)
     options: dict[str, str] = {}
     for key, value in query:
         if key in STORE_OPTIONS:
             if key in options:
-                raise ValueError(f"the {key} option appears more than once: {url!r}")
+                raise ValueError(f"the {key} option appears more than once: {masked_url(url)!r}")
             options[key] = value
     schema = options.pop("schema", DEFAULT_SCHEMA)
     if not _SCHEMA_NAME.fullmatch(schema):
@@ -66,6 +77,28 @@ def parse_url(url: str) -> tuple[PgTarget, dict[str, str]]:
         )
     rest = urlencode([(key, value) for key, value in query if key not in STORE_OPTIONS])
     return PgTarget(urlunsplit(parts._replace(query=rest)), schema), options
+
+
+def pool_settings(
+    url: str,
+    url_options: dict[str, str],
+    notify: str | None,
+    min_connections: int,
+    max_connections: int | None,
+) -> tuple[str, int]:
+    """The notify mode and the pool's size the event store opens with: its keyword
+    arguments, else its URL options (``notify``, ``max_connections``), else the defaults."""
+    chosen = notify if notify is not None else url_options.get("notify", "after_commit")
+    if chosen not in ("in_transaction", "after_commit"):
+        raise ValueError(f"notify must be 'in_transaction' or 'after_commit': {chosen!r}")
+    if max_connections is None:
+        try:
+            max_connections = int(url_options.get("max_connections", "10"))
+        except ValueError:
+            raise ValueError(f"max_connections must be an integer: {masked_url(url)!r}") from None
+    if not 0 <= min_connections <= max_connections or max_connections < 1:
+        raise ValueError("need 0 <= min_connections <= max_connections, 1 <= max_connections")
+    return chosen, max_connections
 
 
 def _migrations(s: str) -> tuple[str, ...]:

@@ -144,7 +144,12 @@ def check_expected_version(stream_id: str, expected: int, actual: int) -> None:
 class EventStore(Protocol):
     """Append-only storage of event streams with a global order.
 
-    Every backend passes :class:`cqrskit.testing.EventStoreContract`.
+    Every backend passes :class:`cqrskit.testing.EventStoreContract`, and refuses the same
+    bad argument alike, before any I/O: ``TypeError`` for a wrong kind of argument,
+    ``ValueError`` for a bad value (a stream id or idempotency key that is empty, holds a
+    NUL or a lone surrogate, or is longer than 1000 UTF-8 bytes; an expected version,
+    ``from_version`` or ``limit`` out of range), :class:`~cqrskit.errors.EventEncodingError`
+    for an event it could not read back.
     """
 
     async def append(
@@ -165,18 +170,28 @@ class EventStore(Protocol):
         ...
 
     async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
-        """The events of one stream from ``from_version`` on, in version order."""
+        """The events of one stream from ``from_version`` on, in version order.
+
+        Raises :class:`~cqrskit.errors.EventDecodeError` for an event that cannot be
+        decoded: an aggregate cannot be loaded from part of its history.
+        """
         ...
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version; 0 when it does not exist."""
         ...
 
-    async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
+    async def read_all(
+        self, after: Position | str = START, limit: int = 1000
+    ) -> list[RecordedEvent]:
         """Up to ``limit`` events after ``after`` in global order.
 
-        Never skips an event: an event that becomes readable later always sorts after
-        every position this call returned.
+        ``after`` is a :class:`Position` or a consistency token (``str(position)``, as
+        handed to clients); a malformed token raises ``ValueError``. Never skips an event:
+        an event that becomes readable later always sorts after every position this call
+        returned. An event that cannot be decoded is returned in its place, with an
+        :class:`~cqrskit.store.UndecodableEvent` (stored form and error) as its ``event``,
+        so that one bad event fails only itself.
         """
         ...
 
@@ -184,12 +199,13 @@ class EventStore(Protocol):
         """The position of the last readable event (``START`` when there is none)."""
         ...
 
-    async def wait_for_events(self, after: Position, timeout: float) -> bool:
-        """Wait until an event after ``after`` is readable; false when ``timeout`` ran out."""
+    async def wait_for_events(self, after: Position | str, timeout: float) -> bool:
+        """Wait until an event after ``after`` (a position or a consistency token) is
+        readable; false when ``timeout`` ran out."""
         ...
 
     async def next_events(
-        self, after: Position, limit: int = 1000, *, timeout: float
+        self, after: Position | str, limit: int = 1000, *, timeout: float
     ) -> list[RecordedEvent]:
         """What ``read_all(after, limit)`` returns once an event after ``after`` is readable,
         waiting up to ``timeout`` for one; ``[]`` when none became readable in time.

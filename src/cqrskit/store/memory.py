@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from cqrskit.store._arguments import check_from_version, check_id, check_limit, check_position
 from cqrskit.store._common import (
     EncodedAppend,
     EventStoreBase,
@@ -99,7 +100,7 @@ class MemoryEventStore(EventStoreBase):
                 cond.notify_all()
         return result
 
-    def _recorded(self, rows: list[_Row]) -> list[RecordedEvent]:
+    def _recorded(self, rows: list[_Row], *, strict: bool) -> list[RecordedEvent]:
         return decode_page(
             self.registry,
             [
@@ -116,42 +117,49 @@ class MemoryEventStore(EventStoreBase):
                 )
                 for r in rows
             ],
+            strict=strict,
         )
 
     async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
         """The events of one stream from ``from_version`` on, in version order."""
         self._ensure_open()
+        check_id(stream_id, "a stream id")
+        check_from_version(from_version)
         rows = self.storage.streams.get(stream_id, [])
-        return self._recorded(rows[max(from_version, 1) - 1 :])
+        return self._recorded(rows[max(from_version, 1) - 1 :], strict=True)
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version; 0 when it does not exist."""
         self._ensure_open()
+        check_id(stream_id, "a stream id")
         return len(self.storage.streams.get(stream_id, ()))
 
-    async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
-        """Up to ``limit`` events after ``after`` in global order."""
+    async def read_all(
+        self, after: Position | str = START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` events after ``after`` (a position or a consistency token) in
+        global order."""
         self._ensure_open()
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
-        start = after.seq
-        return self._recorded(self.storage.rows[start : start + limit])
+        start = check_position(after).seq
+        check_limit(limit)
+        return self._recorded(self.storage.rows[start : start + limit], strict=False)
 
     async def head(self) -> Position:
         """The position of the last event."""
         self._ensure_open()
         return Position(0, len(self.storage.rows))
 
-    async def wait_for_events(self, after: Position, timeout: float) -> bool:
+    async def wait_for_events(self, after: Position | str, timeout: float) -> bool:
         """Wait until an event after ``after`` exists; false on timeout."""
         self._ensure_open()
-        if len(self.storage.rows) > after.seq:
+        seq = check_position(after).seq
+        if len(self.storage.rows) > seq:
             return True
         cond = self.storage.condition()
         async with cond:
             try:
                 await asyncio.wait_for(
-                    cond.wait_for(lambda: len(self.storage.rows) > after.seq or self._closed),
+                    cond.wait_for(lambda: len(self.storage.rows) > seq or self._closed),
                     timeout,
                 )
             except TimeoutError:
@@ -162,6 +170,7 @@ class MemoryEventStore(EventStoreBase):
     async def find_idempotent(self, key: str) -> AppendResult | None:
         """The result of the append made with idempotency ``key``, if any."""
         self._ensure_open()
+        check_id(key, "an idempotency key")
         text = self.storage.idempotency.get(key)
         return None if text is None else load_result(text)
 

@@ -27,6 +27,7 @@ import orjson
 
 from cqrskit._signal import Signal
 from cqrskit.errors import ConcurrencyError, EventStoreError
+from cqrskit.store._arguments import check_from_version, check_id, check_limit, check_position
 from cqrskit.store._common import (
     EncodedAppend,
     EventStoreBase,
@@ -34,13 +35,16 @@ from cqrskit.store._common import (
     decode_page,
     load_result,
 )
+from cqrskit.store._connect import connecting
 from cqrskit.store._pg_listener import CONNECTION_ERRORS, Listener
 from cqrskit.store._pg_schema import (
+    CONNECT_ERRORS,
     PgTarget,
     append_one_event_sql,
     keep_session,
     migrate,
     parse_url,
+    pool_settings,
 )
 from cqrskit.store.base import (
     ANY,
@@ -178,7 +182,8 @@ class PostgresEventStore(EventStoreBase):
         poll_interval: float = 1.0,
         connect_options: dict[str, Any] | None = None,
     ) -> PostgresEventStore:
-        """Open (creating and migrating the schema as needed) the store at ``url``.
+        """Open (creating and migrating the schema as needed) the store at ``url``;
+        :class:`~cqrskit.errors.StoreUnavailable` when the server cannot be reached.
 
         ``url`` is ``postgresql://user:password@host:port/db?schema=name``. The store takes
         its own query options out of it and hands every other one to asyncpg: ``schema``
@@ -197,33 +202,28 @@ class PostgresEventStore(EventStoreBase):
         heartbeat, not the wake-up path).
         """
         target, url_options = parse_url(url)
-        chosen = notify if notify is not None else url_options.get("notify", "after_commit")
-        if chosen not in ("in_transaction", "after_commit"):
-            raise ValueError(f"notify must be 'in_transaction' or 'after_commit': {chosen!r}")
-        if max_connections is None:
-            try:
-                max_connections = int(url_options.get("max_connections", "10"))
-            except ValueError:
-                raise ValueError(f"max_connections must be an integer: {url!r}") from None
+        chosen, max_connections = pool_settings(
+            url, url_options, notify, min_connections, max_connections
+        )
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         options: dict[str, Any] = dict(connect_options or {})
-        if not 0 <= min_connections <= max_connections or max_connections < 1:
-            raise ValueError("need 0 <= min_connections <= max_connections, 1 <= max_connections")
 
-        pool = await asyncpg.create_pool(
-            target.dsn,
-            min_size=min_connections,
-            max_size=max_connections,
-            reset=keep_session,
-            **options,
-        )
-        try:
-            async with pool.acquire() as conn:
-                await migrate(conn, target)
-        except BaseException:
-            await pool.close()
-            raise
+        # A server that cannot be reached raises StoreUnavailable naming the store and URL.
+        async with connecting("PostgreSQL event store", url, CONNECT_ERRORS):
+            pool = await asyncpg.create_pool(
+                target.dsn,
+                min_size=min_connections,
+                max_size=max_connections,
+                reset=keep_session,
+                **options,
+            )
+            try:
+                async with pool.acquire() as conn:
+                    await migrate(conn, target)
+            except BaseException:
+                await pool.close()
+                raise
         return cls(
             registry,
             pool,
@@ -415,19 +415,22 @@ class PostgresEventStore(EventStoreBase):
 
     # -- reading ------------------------------------------------------------------------
 
-    def _recorded(self, rows: list[asyncpg.Record]) -> list[RecordedEvent]:
-        return decode_page(self.registry, cast("list[StoredRow]", rows))
+    def _recorded(self, rows: list[asyncpg.Record], *, strict: bool) -> list[RecordedEvent]:
+        return decode_page(self.registry, cast("list[StoredRow]", rows), strict=strict)
 
     async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
         """The events of one stream from ``from_version`` on, in version order."""
         self._ensure_open()
+        check_id(stream_id, "a stream id")
+        check_from_version(from_version)
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(self._sql_read_stream, stream_id, from_version)
-        return self._recorded(rows)
+        return self._recorded(rows, strict=True)
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version; 0 when it does not exist."""
         self._ensure_open()
+        check_id(stream_id, "a stream id")
         async with self._pool.acquire() as conn:
             return int(await conn.fetchval(self._sql_version, stream_id))
 
@@ -435,19 +438,21 @@ class PostgresEventStore(EventStoreBase):
         async with self._pool.acquire() as conn:
             return [int(r[0]) for r in await conn.fetch(self._sql_versions, stream_ids)]
 
-    async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
-        """Up to ``limit`` readable events after ``after``, ordered by transaction id, then
-        global position.
+    async def read_all(
+        self, after: Position | str = START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` readable events after ``after`` (a position or a consistency
+        token), ordered by transaction id, then global position.
 
         Events of transactions at or after the oldest transaction still running are held
         back until it ends, so none can later appear behind a position returned here.
         """
         self._ensure_open()
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
+        after = check_position(after)
+        check_limit(limit)
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(self._sql_read_all, after.commit, after.seq, limit)
-        return self._recorded(rows)
+        return self._recorded(rows, strict=False)
 
     async def head(self) -> Position:
         """The position of the last readable event (``START`` when there is none)."""
@@ -456,7 +461,7 @@ class PostgresEventStore(EventStoreBase):
             row = await conn.fetchrow(self._sql_head)
         return START if row is None else Position(row[0], row[1])
 
-    async def wait_for_events(self, after: Position, timeout: float) -> bool:
+    async def wait_for_events(self, after: Position | str, timeout: float) -> bool:
         """Wait until an event after ``after`` is readable; false when ``timeout`` ran out.
 
         Wake-ups come from LISTEN/NOTIFY over one connection this handle shares among all
@@ -464,10 +469,10 @@ class PostgresEventStore(EventStoreBase):
         event held back by an older open transaction is re-checked at short intervals;
         without any notification, waiters look every ``poll_interval``.
         """
-        return await self._when_readable(after, timeout, None) is not None
+        return await self._when_readable(check_position(after), timeout, None) is not None
 
     async def next_events(
-        self, after: Position, limit: int = 1000, *, timeout: float
+        self, after: Position | str, limit: int = 1000, *, timeout: float
     ) -> list[RecordedEvent]:
         """Up to ``limit`` events after ``after`` once one is readable, waiting up to
         ``timeout`` (woken as :meth:`wait_for_events` is); ``[]`` when none became readable.
@@ -475,10 +480,8 @@ class PostgresEventStore(EventStoreBase):
         A wake-up costs one query that returns the events themselves, not a check followed
         by a read: a round trip less between an append and a live projection.
         """
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
-        rows = await self._when_readable(after, timeout, limit)
-        return self._recorded(rows) if rows else []
+        rows = await self._when_readable(check_position(after), timeout, check_limit(limit))
+        return self._recorded(rows, strict=False) if rows else []
 
     async def _when_readable(
         self, after: Position, timeout: float, limit: int | None
@@ -550,6 +553,7 @@ class PostgresEventStore(EventStoreBase):
     async def find_idempotent(self, key: str) -> AppendResult | None:
         """The result of the append made with idempotency ``key``, if there was one."""
         self._ensure_open()
+        check_id(key, "an idempotency key")
         async with self._pool.acquire() as conn:
             text = await conn.fetchval(self._sql_idempotent, key)
         return None if text is None else load_result(text)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
+from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
-from cqrskit.errors import UnknownEventType
+from cqrskit.errors import EventDecodeError, UnknownEventType, UnknownStoredEventType
 from cqrskit.messages import DomainEvent, Metadata
+from cqrskit.store._readback import check_readback, refuse_unserializable
 
-__all__ = ["EncodedEvent", "EventRegistry", "Upcaster"]
+__all__ = ["EncodedEvent", "EventRegistry", "UndecodableEvent", "Upcaster"]
 
 E = TypeVar("E", bound=type[DomainEvent])
 
@@ -30,6 +33,67 @@ class EncodedEvent:
 
 
 _EXCLUDE_METADATA = {"metadata"}
+
+
+class UndecodableEvent(DomainEvent):
+    """Stands in, in ``read_all``, for a stored event that could not be decoded.
+
+    Its type is not registered, an upcaster is missing or failed, or its payload does not
+    validate. The raw stored form and the error travel with it, so that a projection
+    runner can treat it as one failing event (retried, then parked with what is needed to
+    retry it, or faulted) instead of failing the whole page. It is never stored: no
+    registry knows its class. ``metadata`` is the stored metadata when that still
+    validates, fresh metadata otherwise.
+    """
+
+    event_type: ClassVar[str] = "cqrskit.UndecodableEvent"
+
+    stored_type: str
+    """The stored event type name."""
+    stored_schema_version: int
+    stored_data: str
+    """The stored payload JSON, as stored."""
+    stored_metadata: str
+    """The stored metadata JSON, as stored."""
+    reason: str
+    """Why it could not be decoded: the error's type and message."""
+    unregistered: bool = False
+    """Whether the stored type, or its schema version, is unknown to the registry."""
+    event_class: type[DomainEvent] | None = None
+    """The class registered under ``stored_type``; ``None`` when the type is unknown."""
+
+    def concerns(self, handles: tuple[type[DomainEvent], ...]) -> bool:
+        """Whether a consumer of ``handles`` would have received this event decoded.
+
+        When the stored type is not registered nobody can tell: then it concerns everyone.
+        """
+        return self.event_class is None or issubclass(self.event_class, handles)
+
+    def error(self, stream_id: str, version: int, position: object) -> EventDecodeError:
+        """The typed error for this event at its place in the store."""
+        kind = UnknownStoredEventType if self.unregistered else EventDecodeError
+        return kind(
+            stream_id,
+            version,
+            str(position),
+            self.stored_type,
+            self.stored_schema_version,
+            self.reason,
+        )
+
+
+def _text(value: str | bytes) -> str:
+    return value if isinstance(value, str) else bytes(value).decode("utf-8", "replace")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        # Without pydantic's "For further information visit <url>" lines.
+        lines = str(exc).splitlines()
+        return "ValidationError: " + "; ".join(
+            line.strip() for line in lines if not line.strip().startswith("For further")
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 class EventRegistry:
@@ -81,19 +145,29 @@ class EventRegistry:
             raise UnknownEventType(event_type) from None
 
     def encode(self, event: DomainEvent) -> EncodedEvent:
-        """Serialize an event (its class must be registered)."""
+        """Serialize an event (its class must be registered).
+
+        Raises :class:`~cqrskit.errors.EventEncodingError` for an event that could not be
+        read back: one holding a float NaN or infinity, or a value that would not
+        validate into its class.
+        """
         cls = type(event)
         if self._classes.get(cls.event_type) is not cls:
             raise UnknownEventType(cls.event_type)
         metadata = event.metadata
         # What model_dump_json does with its defaults, without its Python wrapper: a
         # third cheaper per event, which shows in appends of many events.
-        return EncodedEvent(
-            cls.event_type,
-            cls.schema_version,
-            cls.__pydantic_serializer__.to_json(event, exclude=_EXCLUDE_METADATA).decode(),
-            type(metadata).__pydantic_serializer__.to_json(metadata).decode(),
-        )
+        # No serializer warnings about values of the wrong type: check_readback refuses
+        # exactly those that matter (the ones that would not read back), with a clear error.
+        try:
+            data = cls.__pydantic_serializer__.to_json(
+                event, exclude=_EXCLUDE_METADATA, warnings=False
+            ).decode()
+            meta = type(metadata).__pydantic_serializer__.to_json(metadata, warnings=False).decode()
+        except PydanticSerializationError as exc:
+            raise refuse_unserializable(cls, exc) from exc
+        check_readback(cls, event, data, meta)
+        return EncodedEvent(cls.event_type, cls.schema_version, data, meta)
 
     def decode(
         self, event_type: str, schema_version: int, data: str | bytes, metadata: str | bytes
@@ -117,6 +191,30 @@ class EventRegistry:
             text = f'{data[:-1]}{", " if len(data) > 2 else ""}"metadata": {metadata}}}'
             return current[1].__pydantic_validator__.validate_json(text)  # type: ignore[no-any-return]
         return self._decode_general(event_type, schema_version, data, metadata)
+
+    def undecodable(
+        self,
+        event_type: str,
+        schema_version: int,
+        data: str | bytes,
+        metadata: str | bytes,
+        exc: Exception,
+    ) -> UndecodableEvent:
+        """The stand-in for a stored event that :meth:`decode` failed on with ``exc``."""
+        try:
+            meta = Metadata.model_validate_json(metadata)
+        except ValueError:
+            meta = Metadata()
+        return UndecodableEvent(
+            stored_type=event_type,
+            stored_schema_version=schema_version,
+            stored_data=_text(data),
+            stored_metadata=_text(metadata),
+            reason=_reason(exc),
+            unregistered=isinstance(exc, UnknownEventType),
+            event_class=self._classes.get(event_type),
+            metadata=meta,
+        )
 
     def _decode_general(
         self, event_type: str, schema_version: int, data: str | bytes, metadata: str | bytes

@@ -19,6 +19,7 @@ import orjson
 
 from cqrskit._sqlite import SYNCHRONOUS_MODES, ThreadConnection
 from cqrskit.errors import SchemaError
+from cqrskit.store._arguments import check_from_version, check_id, check_limit, check_position
 from cqrskit.store._common import (
     EncodedAppend,
     EventStoreBase,
@@ -26,6 +27,7 @@ from cqrskit.store._common import (
     dump_result,
     load_result,
 )
+from cqrskit.store._connect import SQLITE_OPEN_ERRORS, connecting
 from cqrskit.store.base import (
     START,
     AppendResult,
@@ -127,19 +129,22 @@ class SqliteEventStore(EventStoreBase):
 
         ``synchronous="FULL"`` makes every committed append durable across power loss;
         ``poll_interval`` bounds how late appends by *other processes* wake waiters.
+        A file that cannot be opened or created (a directory that cannot be made, no
+        permission) raises :class:`~cqrskit.errors.StoreUnavailable`.
         """
         if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        writer = ThreadConnection(str(target), synchronous, "cqrskit-sqlite-writer")
-        reader = ThreadConnection(str(target), synchronous, "cqrskit-sqlite-reader")
-        try:
-            await writer.run(_migrate)
-        except BaseException:
-            await writer.close()
-            await reader.close()
-            raise
+        async with connecting("SQLite event store", str(target), SQLITE_OPEN_ERRORS):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            writer = ThreadConnection(str(target), synchronous, "cqrskit-sqlite-writer")
+            reader = ThreadConnection(str(target), synchronous, "cqrskit-sqlite-reader")
+            try:
+                await writer.run(_migrate)
+            except BaseException:
+                await writer.close()
+                await reader.close()
+                raise
         return cls(registry, writer, reader, poll_interval)
 
     async def _append(
@@ -168,33 +173,44 @@ class SqliteEventStore(EventStoreBase):
                 self._changed.notify_all()
         return result
 
-    async def _read_events(self, sql: str, params: tuple[Any, ...]) -> list[RecordedEvent]:
+    async def _read_events(
+        self, sql: str, params: tuple[Any, ...], *, strict: bool
+    ) -> list[RecordedEvent]:
         def read(db: sqlite3.Connection) -> list[RecordedEvent]:
             rows = db.execute(sql, params).fetchall()
-            return decode_page(self.registry, rows, datetime.fromisoformat)
+            return decode_page(self.registry, rows, datetime.fromisoformat, strict=strict)
 
         return await self._reader.run(read)
 
     async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
         """The events of one stream from ``from_version`` on, in version order."""
         self._ensure_open()
+        check_id(stream_id, "a stream id")
+        check_from_version(from_version)
         return await self._read_events(
             f"{_SELECT_EVENT} WHERE stream_id = ? AND version >= ? ORDER BY version",
             (stream_id, from_version),
+            strict=True,
         )
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version; 0 when it does not exist."""
         self._ensure_open()
+        check_id(stream_id, "a stream id")
         return await self._reader.run(lambda db: _stream_version(db, stream_id))
 
-    async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
-        """Up to ``limit`` events after ``after`` in global order."""
+    async def read_all(
+        self, after: Position | str = START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` events after ``after`` (a position or a consistency token) in
+        global order."""
         self._ensure_open()
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
+        after = check_position(after)
+        check_limit(limit)
         return await self._read_events(
-            f"{_SELECT_EVENT} WHERE position > ? ORDER BY position LIMIT ?", (after.seq, limit)
+            f"{_SELECT_EVENT} WHERE position > ? ORDER BY position LIMIT ?",
+            (after.seq, limit),
+            strict=False,
         )
 
     async def head(self) -> Position:
@@ -202,13 +218,14 @@ class SqliteEventStore(EventStoreBase):
         self._ensure_open()
         return Position(0, await self._reader.run(_max_position))
 
-    async def wait_for_events(self, after: Position, timeout: float) -> bool:
+    async def wait_for_events(self, after: Position | str, timeout: float) -> bool:
         """Wait until an event after ``after`` exists; false on timeout.
 
         Appends through this handle wake waiters at once; appends by other processes are
         noticed within ``poll_interval``.
         """
         self._ensure_open()
+        after = check_position(after)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -230,6 +247,7 @@ class SqliteEventStore(EventStoreBase):
     async def find_idempotent(self, key: str) -> AppendResult | None:
         """The result of the append made with idempotency ``key``, if any."""
         self._ensure_open()
+        check_id(key, "an idempotency key")
         text = await self._reader.run(lambda db: _idempotency_result(db, key))
         return None if text is None else load_result(text)
 

@@ -1,0 +1,83 @@
+"""Opening a store: failures to connect become :class:`StoreUnavailable`, which names the
+store and its URL (password masked) and chains the driver's own error.
+
+Shared by the event stores and the read stores, whatever the driver: each passes the
+exception types its driver raises when the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import sqlite3
+from collections.abc import AsyncIterator
+from typing import Final
+from urllib.parse import urlsplit
+
+from cqrskit.errors import StoreUnavailable
+
+__all__ = ["SQLITE_OPEN_ERRORS", "connecting", "masked_url", "unavailable"]
+
+SQLITE_OPEN_ERRORS: Final[tuple[type[BaseException], ...]] = (OSError, sqlite3.OperationalError)
+"""What opening a SQLite file raises when it cannot be: a directory that cannot be made,
+no permission, a path that is a directory ("unable to open database file")."""
+
+_MASK: Final = "***"
+# The password in a URL's user info: from the first ":" after the user name to the last "@"
+# before any query or fragment (urlsplit's reading, and also right for a password holding
+# an unescaped "/", which urlsplit would take for the path).
+_PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*):[^?#]*@")
+# Query options that carry a secret (libpq's password and sslpassword, redis-py's password).
+_SECRET_OPTION: Final = re.compile(r"(?i)((?:^|&)[^&=]*pass[^&=]*=)[^&#]*")
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password (and any ``password=`` option) replaced by ``***``."""
+    masked = _PASSWORD.sub(rf"\g<1>:{_MASK}@", url, count=1)
+    base, question, query = masked.partition("?")
+    if question:
+        masked = base + question + _SECRET_OPTION.sub(rf"\g<1>{_MASK}", query)
+    return masked
+
+
+def unavailable(store: str, url: str, exc: BaseException) -> StoreUnavailable:
+    """The error saying that ``store`` (e.g. "PostgreSQL event store") at ``url`` could
+    not be reached, and why; raise it ``from exc``."""
+    verb = "open" if store.startswith("SQLite") else "connect to"
+    return StoreUnavailable(
+        f"could not {verb} the {store} at {masked_url(url)}: {_reason(exc, url)}"
+    )
+
+
+@contextlib.asynccontextmanager
+async def connecting(
+    store: str, url: str, errors: tuple[type[BaseException], ...]
+) -> AsyncIterator[None]:
+    """Turn ``errors`` raised in the block into :func:`unavailable` (chained)."""
+    try:
+        yield
+    except StoreUnavailable:
+        raise
+    except errors as exc:
+        raise unavailable(store, url, exc) from exc
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        reason = "connection refused"
+    elif isinstance(exc, socket.gaierror):
+        reason = f"cannot resolve the host ({exc.strerror})"
+    elif isinstance(exc, TimeoutError):
+        reason = "timed out"
+    else:
+        text = str(exc)
+        reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    # Drivers do not echo the password, but a message must never carry it: be sure.
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        reason = reason.replace(password, _MASK)
+    return reason
