@@ -53,8 +53,9 @@ format: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+## imports: the import-linter contracts (the library example is a root package too)
 imports: install
-	$(VENV)/bin/lint-imports
+	PYTHONPATH=examples/library $(VENV)/bin/lint-imports
 
 ## check: everything CI checks: lint, types, import contracts, tests
 check: lint typecheck imports test

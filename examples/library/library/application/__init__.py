@@ -1,0 +1,1 @@
+"""The library's application layer: commands and their handlers, queries and theirs."""
