@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     consistency_timeout: float = Field(default=2.0, ge=0, le=60)
     """How long a query with a Consistency-Token waits for the read model, in seconds."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``text`` for people at a terminal, ``json`` (one object per line) for log shippers."""
 
     @field_validator("event_store_url")
     @classmethod
