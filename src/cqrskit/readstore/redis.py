@@ -14,13 +14,15 @@ Waiters in other processes are woken through pub/sub. The subscription is re-mad
 backoff) whenever its connection drops, and waiters are woken after every (re)subscribe,
 since messages published meanwhile are gone; a slow heartbeat also wakes them, so that a
 lost connection costs a waiter at most a heartbeat, never its whole timeout.
+
+The key names are in ``_redis_keys``, the pub/sub listener in ``_redis_listener``, parked
+events in ``_redis_parked`` and ``read_version`` in ``_redis_read_version``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -30,17 +32,20 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline, PubSub
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import WatchError
 
 from cqrskit._signal import Signal
+from cqrskit.readstore._redis_keys import _text
+from cqrskit.readstore._redis_keys import glob_escape as glob_escape  # for tests and tools
+from cqrskit.readstore._redis_listener import _CONNECTION_ERRORS, _close_quietly, _RedisListener
+from cqrskit.readstore._redis_parked import _parked_record, _RedisParked
+from cqrskit.readstore._redis_read_version import _RedisVersionReader
 from cqrskit.readstore.base import (
     CheckpointConflict,
-    ParkedEvent,
     ProjectionSpec,
     ReadTransaction,
     SetupHook,
     check_projection_name,
-    no_parked_event,
     stored_form,
     wait_with_signal,
 )
@@ -48,20 +53,6 @@ from cqrskit.store._connect import connecting
 from cqrskit.store.base import START, Position
 
 __all__ = ["RedisReadStore", "RedisUnitOfWork"]
-
-_log = logging.getLogger("cqrskit.readstore.redis")
-
-_CONNECTION_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError)
-"""What redis-py raises when the server or the network goes away."""
-
-
-def glob_escape(literal: str) -> str:
-    """``literal`` as a Redis glob pattern (``SCAN MATCH``) that matches only itself."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in literal)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisUnitOfWork:
@@ -81,7 +72,7 @@ class RedisUnitOfWork:
         return self.prefix + ":".join(parts)
 
 
-class RedisReadStore:
+class RedisReadStore(_RedisListener, _RedisParked, _RedisVersionReader):
     """Read models in Redis.
 
     Keys: ``{prefix}{projection}:v{version}:...`` for the model, ``{prefix}live``
@@ -132,33 +123,6 @@ class RedisReadStore:
             await store.client.aclose()
             raise
         return store
-
-    @property
-    def prefix(self) -> str:
-        """The prefix of every key this store uses."""
-        return self._prefix
-
-    def version_prefix(self, projection: str, version: int) -> str:
-        """Where one projection version's keys live."""
-        return f"{self._prefix}{projection}:v{version}:"
-
-    def _checkpoint_key(self, projection: str, version: int) -> str:
-        return f"{self._prefix}checkpoint:{projection}:v{version}"
-
-    def _parked_index(self, projection: str, version: int) -> str:
-        return f"{self._prefix}parked:{projection}:v{version}"
-
-    def _parked_key(self, projection: str, version: int, parked_id: str) -> str:
-        # The index's name plus ":", so that one escaped SCAN MATCH finds a version's own.
-        return f"{self._parked_index(projection, version)}:{parked_id}"
-
-    @property
-    def _live_key(self) -> str:
-        return f"{self._prefix}live"
-
-    @property
-    def _channel(self) -> str:
-        return f"{self._prefix}checkpoints"
 
     async def prepare(self, projection: ProjectionSpec, setup: SetupHook[RedisUnitOfWork]) -> bool:
         """Create the version's checkpoint once (and make the first version live)."""
@@ -221,37 +185,6 @@ class RedisReadStore:
                 raise CheckpointConflict(name, version, expected or START, actual) from None
         self._signal.fire()
 
-    async def _guard_unparked(
-        self, pipe: Pipeline, name: str, version: int, unparked: list[str]
-    ) -> None:
-        """Unparking is a guard: the commit applies only if every id is still parked then.
-
-        The unparked events' keys (only theirs: parking others must not fail this commit)
-        are ``WATCH``ed on the pipeline's connection (the pipeline is in ``MULTI`` mode, so
-        the command goes out at once rather than being queued) and only then read, so an
-        unpark of one of them committed by anyone after the read fails the ``EXEC``.
-        """
-        await pipe.immediate_execute_command(  # type: ignore[no-untyped-call]
-            "WATCH", *(self._parked_key(name, version, i) for i in unparked)
-        )
-        missing = await self._missing_parked(name, version, unparked)
-        if missing is not None:
-            raise missing
-
-    async def _missing_parked(
-        self, name: str, version: int, unparked: list[str]
-    ) -> LookupError | None:
-        """The error for the first id of ``unparked`` that is not parked (or repeated)."""
-        if not unparked:
-            return None
-        present = await self.client.mget([self._parked_key(name, version, i) for i in unparked])
-        seen: set[str] = set()
-        for parked_id, value in zip(unparked, present, strict=True):
-            if value is None or parked_id in seen:
-                return no_parked_event(name, version, parked_id)
-            seen.add(parked_id)
-        return None
-
     def _bookkeeping(
         self, pipe: Pipeline, name: str, version: int, tx: ReadTransaction[Any]
     ) -> None:
@@ -312,41 +245,6 @@ class RedisReadStore:
             raise LookupError(f"projection {projection!r} has no live version yet")
         return self.version_prefix(projection, version)
 
-    async def _listen(self) -> None:
-        """Stay subscribed to the checkpoint channel, subscribing again when it drops."""
-        delay = 0.05
-        while True:
-            pubsub = self.client.pubsub()
-            self._pubsub = pubsub
-            try:
-                await pubsub.subscribe(self._channel)
-                self.listening.set()
-                delay = 0.05
-                # Commits made while nobody listened published messages that are gone.
-                self._signal.fire()
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._signal.fire()
-                _log.warning("read store subscription ended; subscribing again")
-            except Exception as exc:
-                # Whatever went wrong, a fresh subscription is the way back.
-                _log.warning("read store subscription lost (subscribing again): %r", exc)
-            finally:
-                self.listening.clear()
-                self._pubsub = None
-                await _close_quietly(pubsub)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.max_retry_delay)
-
-    async def _beat(self) -> None:
-        while True:
-            await asyncio.sleep(
-                self.heartbeat_interval
-                if self.listening.is_set()
-                else self.reconnecting_heartbeat_interval
-            )
-            self._signal.fire()
-
     async def wait_for_checkpoint(
         self, projection: str, position: Position, timeout: float
     ) -> Position | None:
@@ -357,47 +255,6 @@ class RedisReadStore:
         return await wait_with_signal(
             self._signal, self.live_checkpoint, projection, position, timeout
         )
-
-    async def parked_events(self, projection: str, version: int | None = None) -> list[ParkedEvent]:
-        """Parked events of a projection version (the live one by default), oldest first."""
-        if version is None:
-            version = await self.live_version(projection)
-            if version is None:
-                return []
-        index = await self.client.zrange(self._parked_index(projection, version), 0, -1)
-        ids = [_text(i) for i in index]
-        if not ids:
-            return []
-        values = await self.client.mget([self._parked_key(projection, version, i) for i in ids])
-        parked = []
-        for parked_id, value in zip(ids, values, strict=True):
-            if value is None:
-                continue  # unparked between the two reads
-            record = orjson.loads(value)
-            commit, seq = record["position"]
-            parked.append(
-                ParkedEvent(
-                    id=parked_id,
-                    projection=projection,
-                    version=version,
-                    position=Position(commit, seq),
-                    stream_id=record["stream_id"],
-                    stream_version=record["stream_version"],
-                    event_type=record["event_type"],
-                    error=record["error"],
-                    attempts=record["attempts"],
-                    parked_at=datetime.fromisoformat(record["parked_at"]),
-                    schema_version=record.get("schema_version"),
-                    data=record.get("data"),
-                    metadata=record.get("metadata"),
-                )
-            )
-        # The index's score (the sequence number) is not the whole order on PostgreSQL,
-        # where positions order by the writing transaction first.
-        return sorted(parked, key=lambda p: p.position)
-
-    def _control_key(self, kind: str) -> str:
-        return f"{self._prefix}control:{kind}"
 
     async def put_control(self, projection: str, kind: str, value: str) -> None:
         """Keep a control record (a field of one hash per kind)."""
@@ -441,50 +298,6 @@ class RedisReadStore:
         if batch:
             await self.client.unlink(*batch)
 
-    # KEYS: 1 the version's checkpoint. ARGV: 1 a SCAN MATCH pattern of its keys.
-    _READ_VERSION = """
-local checkpoint = redis.call('GET', KEYS[1])
-if not checkpoint then return false end
-local cursor, found = '0', {}
-repeat
-  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
-  cursor = page[1]
-  for _, key in ipairs(page[2]) do
-    local kind = redis.call('TYPE', key)['ok']
-    local value = false
-    if kind == 'string' then value = redis.call('GET', key)
-    elseif kind == 'hash' then value = redis.call('HGETALL', key)
-    elseif kind == 'list' then value = redis.call('LRANGE', key, 0, -1)
-    elseif kind == 'set' then value = redis.call('SMEMBERS', key)
-    elseif kind == 'zset' then value = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-    elseif kind == 'stream' then value = redis.call('XRANGE', key, '-', '+')
-    end
-    found[#found + 1] = {key, kind, value}
-  end
-until cursor == '0'
-return {checkpoint, found}
-"""
-
-    async def read_version(
-        self, projection: str, version: int
-    ) -> tuple[Position, list[tuple[bytes, str, Any]]] | None:
-        """Every key of one projection version with its type and raw reply (``GET``,
-        ``HGETALL``, ``LRANGE``, ``SMEMBERS``, ``ZRANGE ... WITHSCORES`` or ``XRANGE``;
-        ``None`` for other types), and the version's checkpoint; ``None`` when the version
-        does not exist. For tools that compare versions (``cqrskit.projection.verify``).
-
-        One Lua script reads it all, so it is one consistent moment even while a runner
-        commits; Redis serves no other client meanwhile (about as long as reading the
-        model's keys takes), so mind the model's size.
-        """
-        pattern = glob_escape(self.version_prefix(projection, version)) + "*"
-        key = self._checkpoint_key(projection, version)
-        reply = await self.client.eval(self._READ_VERSION, 1, key, pattern)
-        if not reply:
-            return None
-        checkpoint, found = reply
-        return Position.parse(_text(checkpoint)), [(k, _text(t), v) for k, t, v in found]
-
     async def close(self) -> None:
         """Stop listening and close the connection pool (whatever state the listener is in)."""
         try:
@@ -500,27 +313,3 @@ return {checkpoint, found}
                 await _close_quietly(pubsub)
         finally:
             await self.client.aclose()
-
-
-async def _close_quietly(pubsub: PubSub) -> None:
-    try:
-        # redis-py < 8.2 leaves aclose untyped; 8.2 types it. Valid on both.
-        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
-    except _CONNECTION_ERRORS as exc:
-        _log.debug("closing a lost subscription: %r", exc)
-
-
-def _parked_record(parked: ParkedEvent, error: str) -> dict[str, object]:
-    """The stored JSON of a parked event, with ``error`` as its last error."""
-    return {
-        "position": [parked.position.commit, parked.position.seq],
-        "stream_id": parked.stream_id,
-        "stream_version": parked.stream_version,
-        "event_type": parked.event_type,
-        "error": error,
-        "attempts": parked.attempts,
-        "parked_at": parked.parked_at.isoformat(),
-        "schema_version": parked.schema_version,
-        "data": parked.data,
-        "metadata": parked.metadata,
-    }

@@ -9,18 +9,33 @@ Writes made through :class:`SqlUnitOfWork` are buffered and sent together (conse
 statements with the same text become one ``executemany``), so a projection may write row
 by row without paying a round trip per row. A ``fetch`` sends the buffer first, so reads
 inside a transaction always see its own writes.
+
+The driver interface is in ``_sql_driver``, the store's own tables and bookkeeping
+statements in ``_sql_bookkeeping``, control records in ``_sql_control`` and snapshots in
+``_sql_snapshot``; what other modules use of them is importable from here.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
 
 from cqrskit._signal import Signal
+
+# "X as X": re-exported for the drivers (readstore._sqlite, readstore._postgres).
+from cqrskit.readstore._sql_bookkeeping import LIVE_TABLES_SQL as LIVE_TABLES_SQL
+from cqrskit.readstore._sql_bookkeeping import META_TABLES as META_TABLES
+from cqrskit.readstore._sql_bookkeeping import PARKED_RAW_COLUMNS as PARKED_RAW_COLUMNS
+from cqrskit.readstore._sql_bookkeeping import UNPARK_SQL, _now, _SqlBookkeeping
+from cqrskit.readstore._sql_control import _SqlControls
+from cqrskit.readstore._sql_driver import Row as Row
+from cqrskit.readstore._sql_driver import RowCountMismatch as RowCountMismatch
+from cqrskit.readstore._sql_driver import SqlDriver as SqlDriver
+from cqrskit.readstore._sql_driver import SqlTransaction as SqlTransaction
+from cqrskit.readstore._sql_driver import Statement as Statement
+from cqrskit.readstore._sql_snapshot import SqlSnapshot
 from cqrskit.readstore.base import (
     CheckpointConflict,
     ParkedEvent,
@@ -33,141 +48,11 @@ from cqrskit.readstore.base import (
     no_parked_event,
     physical_table,
     resolve_tables,
-    stored_form,
     wait_with_signal,
 )
 from cqrskit.store.base import Position
 
 __all__ = ["SqlReadStore", "SqlSnapshot", "SqlUnitOfWork", "check_name"]
-
-Row = dict[str, Any]
-
-META_TABLES: Final = (
-    """CREATE TABLE IF NOT EXISTS cqrskit_projections (
-        projection TEXT PRIMARY KEY,
-        live_version INTEGER NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS cqrskit_checkpoints (
-        projection TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        commit_id BIGINT NOT NULL,
-        seq BIGINT NOT NULL,
-        updated_at TEXT NOT NULL,
-        PRIMARY KEY (projection, version)
-    )""",
-    """CREATE TABLE IF NOT EXISTS cqrskit_projection_tables (
-        projection TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        logical TEXT NOT NULL,
-        physical TEXT NOT NULL,
-        PRIMARY KEY (projection, version, logical)
-    )""",
-    """CREATE TABLE IF NOT EXISTS cqrskit_parked_events (
-        projection TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        commit_id BIGINT NOT NULL,
-        seq BIGINT NOT NULL,
-        stream_id TEXT NOT NULL,
-        stream_version BIGINT NOT NULL,
-        event_type TEXT NOT NULL,
-        error TEXT NOT NULL,
-        attempts INTEGER NOT NULL,
-        parked_at TEXT NOT NULL,
-        schema_version INTEGER,
-        data TEXT,
-        metadata TEXT,
-        PRIMARY KEY (projection, version, commit_id, seq)
-    )""",
-    """CREATE TABLE IF NOT EXISTS cqrskit_control (
-        projection TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        value TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        PRIMARY KEY (projection, kind)
-    )""",
-)
-
-PARKED_RAW_COLUMNS: Final = (("schema_version", "INTEGER"), ("data", "TEXT"), ("metadata", "TEXT"))
-"""Columns added to ``cqrskit_parked_events`` after its first release (the raw stored form
-of an undecodable event); :meth:`SqlReadStore.create_meta` adds them to older tables."""
-
-UNPARK_SQL: Final = (
-    "DELETE FROM cqrskit_parked_events WHERE projection = ? AND version = ? "
-    "AND commit_id = ? AND seq = ?"
-)
-
-LIVE_TABLES_SQL: Final = (
-    "SELECT t.logical, t.physical FROM cqrskit_projections p "
-    "JOIN cqrskit_projection_tables t ON t.projection = p.projection "
-    "AND t.version = p.live_version WHERE p.projection = ?"
-)
-
-
-@dataclass(slots=True)
-class Statement:
-    """One statement text with the parameter rows to run it with.
-
-    ``expect_rows`` makes the statement a guard: the transaction fails unless exactly that
-    many rows were affected.
-    """
-
-    sql: str
-    rows: list[Sequence[Any]]
-    expect_rows: int | None = None
-
-
-class RowCountMismatch(Exception):
-    """A guard statement affected an unexpected number of rows."""
-
-
-class SqlTransaction(ABC):
-    """A driver's open transaction (begun lazily by the first statement it runs)."""
-
-    @abstractmethod
-    async def run(self, statements: list[Statement]) -> None:
-        """Run ``statements`` in order inside the transaction."""
-
-    @abstractmethod
-    async def fetch(self, pending: list[Statement], sql: str, params: Sequence[Any]) -> list[Row]:
-        """Run ``pending``, then the query, inside the transaction."""
-
-    @abstractmethod
-    async def commit(self, statements: list[Statement]) -> None:
-        """Run ``statements`` and commit."""
-
-
-class SqlDriver(ABC):
-    """What differs between SQLite and PostgreSQL: connections, placeholders, DDL."""
-
-    dialect: str
-    notify_channel: str | None = None
-
-    @abstractmethod
-    def begin(self) -> AbstractAsyncContextManager[SqlTransaction]:
-        """A write transaction; rolled back on leaving unless committed."""
-
-    @abstractmethod
-    async def query(self, sql: str, params: Sequence[Any]) -> list[Row]:
-        """A read outside any write transaction."""
-
-    @abstractmethod
-    async def query_live(self, projection: str, sql: str, params: Sequence[Any]) -> list[Row]:
-        """Resolve the live tables of ``projection`` into ``sql`` and run it, consistently."""
-
-    def lock_statement(self, key: str) -> Statement | None:
-        """A statement serialising schema changes among processes (if the database needs it)."""
-        return None
-
-    async def start_listening(  # noqa: B027 - optional hook
-        self, on_change: Callable[[dict[str, Position | None]], None]
-    ) -> None:
-        """Tell ``on_change`` about checkpoint changes made by other processes, as news for
-        ``wait_with_signal``: ``{projection: live checkpoint}`` where known, ``None`` for
-        a change that leaves the live checkpoint alone, ``{}`` for "look yourself"."""
-
-    @abstractmethod
-    async def close(self) -> None:
-        """Release connections."""
 
 
 class SqlUnitOfWork:
@@ -218,29 +103,7 @@ class SqlUnitOfWork:
         return pending
 
 
-class SqlSnapshot:
-    """Reads that all see the store at one moment (see :meth:`SqlReadStore.snapshot`).
-
-    SQL is run as given: ``?`` placeholders, physical table names (no ``{table}``).
-    """
-
-    def __init__(self, tx: SqlTransaction, first: list[Statement], dialect: str) -> None:
-        self._tx = tx
-        self._first = first
-        self.dialect = dialect
-        """``"sqlite"`` or ``"postgresql"``."""
-
-    async def fetch(self, sql: str, *params: Any) -> list[Row]:
-        """Rows of a query, as of the snapshot."""
-        first, self._first = self._first, []
-        return await self._tx.fetch(first, sql, params)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-class SqlReadStore:
+class SqlReadStore(_SqlBookkeeping, _SqlControls):
     """Read models in SQLite or PostgreSQL tables; open with ``open_read_store``.
 
     Readers use :meth:`query` (or :meth:`fetchone`), which resolves ``{table}`` to the
@@ -257,30 +120,6 @@ class SqlReadStore:
     def dialect(self) -> str:
         """``"sqlite"`` or ``"postgresql"``."""
         return self._driver.dialect
-
-    async def create_meta(self) -> None:
-        """Create the bookkeeping tables (idempotent)."""
-        async with self._driver.begin() as tx:
-            lock = self._driver.lock_statement("cqrskit-readstore-meta")
-            statements = [lock] if lock else []
-            statements += [Statement(sql, [()]) for sql in META_TABLES]
-            columns = await tx.fetch(statements, self._columns_sql("cqrskit_parked_events"), ())
-            present = {r["name"] for r in columns}
-            await tx.commit(
-                [
-                    Statement(f"ALTER TABLE cqrskit_parked_events ADD COLUMN {name} {kind}", [()])
-                    for name, kind in PARKED_RAW_COLUMNS
-                    if name not in present
-                ]
-            )
-
-    def _columns_sql(self, table: str) -> str:
-        if self._driver.dialect == "sqlite":
-            return f"SELECT name FROM pragma_table_info('{table}')"
-        return (
-            "SELECT column_name AS name FROM information_schema.columns "
-            f"WHERE table_name = '{table}' AND table_schema = current_schema()"
-        )
 
     async def prepare(self, projection: ProjectionSpec, setup: SetupHook[SqlUnitOfWork]) -> bool:
         """Create a projection version's tables once, and make the first version live.
@@ -369,110 +208,6 @@ class SqlReadStore:
                     name, version, expected or Position(0, 0), await self.checkpoint(name, version)
                 ) from None
         self._signal.fire()
-
-    def _bookkeeping(
-        self, name: str, version: int, expected: Position | None, tx: ReadTransaction[Any]
-    ) -> list[Statement]:
-        statements: list[Statement] = []
-        if tx.parked:
-            now = _now()
-            statements.append(
-                Statement(
-                    "INSERT INTO cqrskit_parked_events (projection, version, commit_id, seq, "
-                    "stream_id, stream_version, event_type, error, attempts, parked_at, "
-                    "schema_version, data, metadata) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (projection, version, commit_id, seq) DO UPDATE SET "
-                    "error = excluded.error, attempts = excluded.attempts, "
-                    "parked_at = excluded.parked_at, schema_version = excluded.schema_version, "
-                    "data = excluded.data, metadata = excluded.metadata",
-                    [
-                        (
-                            name,
-                            version,
-                            e.position.commit,
-                            e.position.seq,
-                            e.stream_id,
-                            e.version,
-                            form.event_type,
-                            error,
-                            attempts,
-                            now,
-                            form.schema_version,
-                            form.data,
-                            form.metadata,
-                        )
-                        for e, error, attempts in tx.parked
-                        for form in (stored_form(e),)
-                    ],
-                )
-            )
-        if tx.retry_failures:
-            # No guard: a parked event retried or discarded meanwhile stays gone.
-            statements.append(
-                Statement(
-                    "UPDATE cqrskit_parked_events SET error = ?, attempts = attempts + 1 "
-                    "WHERE projection = ? AND version = ? AND commit_id = ? AND seq = ?",
-                    [
-                        (error, name, version, p.position.commit, p.position.seq)
-                        for p, error in tx.retry_failures
-                    ],
-                )
-            )
-        for parked_id in tx.unparked:
-            try:
-                position = Position.parse(parked_id)
-            except ValueError:
-                raise no_parked_event(name, version, parked_id) from None
-            # A guard: exactly one row, or the event is no longer parked and all rolls back.
-            statements.append(
-                Statement(UNPARK_SQL, [(name, version, position.commit, position.seq)], 1)
-            )
-        channel = self._driver.notify_channel
-        notified = False
-        if expected is not None or tx.new_checkpoint is not None:
-            target = tx.new_checkpoint or expected
-            assert target is not None
-            guard = "" if expected is None else " AND commit_id = ? AND seq = ?"
-            params: tuple[Any, ...] = (target.commit, target.seq, _now(), name, version)
-            if expected is not None:
-                params += (expected.commit, expected.seq)
-            update = (
-                "UPDATE cqrskit_checkpoints SET commit_id = ?, seq = ?, updated_at = ? "
-                f"WHERE projection = ? AND version = ?{guard}"
-            )
-            if channel is not None and not tx.switch_live:
-                # Checkpoint and NOTIFY in one round trip; the payload tells waiters in
-                # other processes the new checkpoint and whether readers use this version,
-                # so they need not read it (see checkpoint_news). FOR SHARE keeps that
-                # "live" true until this commits: a switch of the live version waits for
-                # it, and a switch already committed is seen (not this statement's older
-                # snapshot), so a waiter is never told of a version readers left.
-                statements.append(
-                    Statement(
-                        f"WITH moved AS ({update} RETURNING version, commit_id, seq) "
-                        "SELECT pg_notify(?, concat_ws(' ', ?::text, m.version, "
-                        "m.commit_id || ':' || m.seq, "
-                        "CASE WHEN p.live_version = m.version THEN 'live' ELSE 'other' END)) "
-                        "FROM moved m LEFT JOIN (SELECT live_version FROM cqrskit_projections "
-                        "WHERE projection = ? FOR SHARE) p ON true",
-                        [(*params, channel, name, name)],
-                        expect_rows=1,
-                    )
-                )
-                notified = True
-            else:
-                statements.append(Statement(update, [params], expect_rows=1))
-        if tx.switch_live:
-            statements.append(
-                Statement(
-                    "UPDATE cqrskit_projections SET live_version = ? WHERE projection = ?",
-                    [(version, name)],
-                )
-            )
-        if channel is not None and not notified:
-            statements.append(Statement("SELECT pg_notify(?, ?)", [(channel, name)]))
-        return statements
 
     async def _missing_parked(self, name: str, version: int, ids: list[str]) -> LookupError:
         """The error for a failed unpark guard, naming the id that is no longer parked."""
@@ -577,40 +312,6 @@ class SqlReadStore:
                     Statement(f"DELETE FROM {meta} WHERE projection = ? AND version = ?", [key])
                 )
             await tx.commit(statements)
-
-    async def put_control(self, projection: str, kind: str, value: str) -> None:
-        """Keep a control record (see :meth:`ReadStore.put_control`)."""
-        async with self._driver.begin() as tx:
-            await tx.commit(
-                [
-                    Statement(
-                        "INSERT INTO cqrskit_control (projection, kind, value, updated_at) "
-                        "VALUES (?, ?, ?, ?) ON CONFLICT (projection, kind) DO UPDATE SET "
-                        "value = excluded.value, updated_at = excluded.updated_at",
-                        [(projection, kind, value, _now())],
-                    )
-                ]
-            )
-
-    async def controls(self, kind: str) -> dict[str, tuple[str, datetime]]:
-        """Every projection's control record of ``kind``."""
-        rows = await self._driver.query(
-            "SELECT projection, value, updated_at FROM cqrskit_control WHERE kind = ?", (kind,)
-        )
-        return {
-            r["projection"]: (r["value"], datetime.fromisoformat(r["updated_at"])) for r in rows
-        }
-
-    async def take_control(self, projection: str, kind: str) -> str | None:
-        """Remove and return a control record; the DELETE decides who gets it."""
-        async with self._driver.begin() as tx:
-            rows = await tx.fetch(
-                [],
-                "DELETE FROM cqrskit_control WHERE projection = ? AND kind = ? RETURNING value",
-                (projection, kind),
-            )
-            await tx.commit([])
-        return str(rows[0]["value"]) if rows else None
 
     async def query(self, projection: str, sql: str, *params: Any) -> list[Row]:
         """Rows of a reader's query over the live version of ``projection``'s tables."""
