@@ -39,6 +39,7 @@ from cqrskit.store._connect import connecting
 from cqrskit.store._pg_listener import CONNECTION_ERRORS, Listener
 from cqrskit.store._pg_schema import (
     CONNECT_ERRORS,
+    SESSION_SETTINGS,
     PgTarget,
     append_one_event_sql,
     keep_session,
@@ -151,11 +152,15 @@ class PostgresEventStore(EventStoreBase):
             "WHERE (transaction_id, global_position) > ($1::xid8, $2) "
             "ORDER BY transaction_id, global_position LIMIT 1"
         )
-        self._sql_version = f"SELECT coalesce(max(version), 0) FROM {s}.events WHERE stream_id = $1"
+        # The last entry of the stream's index, as in the append (see SESSION_SETTINGS).
+        last_version = (
+            f"coalesce((SELECT e.version FROM {s}.events e WHERE e.stream_id = {{}} "
+            "ORDER BY e.version DESC LIMIT 1), 0)"
+        )
+        self._sql_version = f"SELECT {last_version.format('$1')}"
         self._sql_versions = (
-            f"SELECT coalesce((SELECT max(e.version) FROM {s}.events e "
-            "WHERE e.stream_id = q.id), 0) FROM unnest($1::text[]) WITH ORDINALITY AS q(id, ord) "
-            "ORDER BY q.ord"
+            f"SELECT {last_version.format('q.id')} "
+            "FROM unnest($1::text[]) WITH ORDINALITY AS q(id, ord) ORDER BY q.ord"
         )
         self._sql_idempotent = f"SELECT result FROM {s}.idempotency WHERE key = $1"
         self._sql_save_snapshot = (
@@ -200,6 +205,11 @@ class PostgresEventStore(EventStoreBase):
         docs/benchmarks/event-store.md), which is why it is not the default.
         ``poll_interval`` is how often waiters look without a notification (a fallback
         heartbeat, not the wake-up path).
+
+        The pooled connections run with ``enable_seqscan = off``, so that the version
+        check of an append stays an index lookup even when the table's statistics are
+        stale (taken while it was empty, on a server without autovacuum); a
+        ``server_settings`` entry in ``connect_options`` overrides it.
         """
         target, url_options = parse_url(url)
         chosen, max_connections = pool_settings(
@@ -208,6 +218,10 @@ class PostgresEventStore(EventStoreBase):
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         options: dict[str, Any] = dict(connect_options or {})
+        pool_options = {
+            **options,
+            "server_settings": {**SESSION_SETTINGS, **options.get("server_settings", {})},
+        }
 
         # A server that cannot be reached raises StoreUnavailable naming the store and URL.
         async with connecting("PostgreSQL event store", url, CONNECT_ERRORS):
@@ -216,7 +230,7 @@ class PostgresEventStore(EventStoreBase):
                 min_size=min_connections,
                 max_size=max_connections,
                 reset=keep_session,
-                **options,
+                **pool_options,
             )
             try:
                 async with pool.acquire() as conn:
