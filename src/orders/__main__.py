@@ -1,5 +1,5 @@
 """``python -m orders``: the same as the ``orders`` command."""
 
-from orders.cli import main
+from orders.entry import main
 
 main()
