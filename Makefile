@@ -26,7 +26,7 @@ install: $(VENV)/.installed
 
 ## upgrade: move the lock to the newest releases pyproject.toml allows, reinstall, check
 upgrade: install
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --upgrade \
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 --upgrade \
 		--quiet --output-file $(LOCK)
 	$(MAKE) check
 
@@ -60,9 +60,23 @@ imports: install
 ## check: everything CI checks: lint, types, import contracts, tests
 check: lint typecheck imports test
 
-## bench: the benchmarks (slow; not tests)
+## fuzz: a longer API fuzzing campaign than CI's (schemathesis, SQLite; about 4 minutes)
+.PHONY: fuzz
+fuzz: install
+	ORDERS_FUZZ_EXAMPLES=$${ORDERS_FUZZ_EXAMPLES:-100} $(PY) -m pytest -s -p no:cacheprovider \
+		tests/orders/e2e/test_fuzz.py -k sqlite $(PYTEST_ARGS)
+
+## soak: a long soak of `orders serve` (20,000 orders at 32 clients, then `orders verify`);
+## on SQLite, or on the stores ORDERS_EVENT_STORE_URL / ORDERS_READ_DB_URL / ORDERS_REDIS_URL name
+.PHONY: soak
+soak: install
+	ORDERS_SOAK_ORDERS=$${ORDERS_SOAK_ORDERS:-20000} ORDERS_SOAK_CLIENTS=$${ORDERS_SOAK_CLIENTS:-32} \
+		$(PY) -m pytest -s -p no:cacheprovider tests/orders/reliability/test_soak.py $(PYTEST_ARGS)
+
+## bench: the benchmarks (slow; not tests); compare.py needs the bench extra (the peer)
 bench: install
-	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[dev,bench]"
+	@for script in bench/bench_*.py bench/compare.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis data .orders-data
