@@ -107,6 +107,7 @@ def serve(
         console.print(
             f"[bold]orders[/] on {base}  (events: {settings.events_url})\n"
             f"  OpenAPI page: {base}/docs\n"
+            f"  admin page:   {base}/admin\n"
             "  a staff token: orders token --staff\n"
             f"  sample data:   orders demo --url {base}",
             highlight=False,
