@@ -35,6 +35,21 @@ from cqrskit.store._pg_schema import CONNECT_ERRORS, keep_session
 from cqrskit.store.base import Position
 
 CHANNEL = "cqrskit_checkpoints"
+"""The prefix of each schema's checkpoint channel (see :func:`checkpoint_channel`)."""
+
+
+def checkpoint_channel(schema: str) -> str:
+    """The NOTIFY channel of the read stores in ``schema``.
+
+    One per schema: NOTIFY is database-wide, and a waiter takes a notification's
+    checkpoint as its projection's own, so read models of the same names in two schemas
+    (two services, or two tests, sharing a database) must not hear each other. Channel
+    names longer than PostgreSQL's 63 bytes are refused, so a long schema is hashed."""
+    channel = f"{CHANNEL}.{schema}"
+    if len(channel.encode()) <= 63:
+        return channel
+    return f"{CHANNEL}.{hashlib.blake2b(schema.encode(), digest_size=16).hexdigest()}"
+
 
 if TYPE_CHECKING:
     _Conn = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
@@ -150,7 +165,6 @@ class PostgresDriver(SqlDriver):
     """PostgreSQL through an asyncpg pool, every connection's ``search_path`` on ``schema``."""
 
     dialect = "postgresql"
-    notify_channel = CHANNEL
 
     heartbeat_interval = 5.0
     """Seconds between fallback wake-ups while the LISTEN connection is up."""
@@ -161,6 +175,7 @@ class PostgresDriver(SqlDriver):
         self._pool = pool
         self._url = url
         self._schema = schema
+        self.notify_channel: str | None = checkpoint_channel(schema)
         self._listener: Listener | None = None
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -233,7 +248,10 @@ class PostgresDriver(SqlDriver):
         if self._listener is not None:
             return
         listener = Listener(
-            self._url, CHANNEL, lambda payload: on_change(checkpoint_news(payload)), {}
+            self._url,
+            checkpoint_channel(self._schema),
+            lambda payload: on_change(checkpoint_news(payload)),
+            {},
         )
         self._listener = listener
         listener.start()
