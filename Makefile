@@ -73,10 +73,24 @@ soak: install
 	ORDERS_SOAK_ORDERS=$${ORDERS_SOAK_ORDERS:-20000} ORDERS_SOAK_CLIENTS=$${ORDERS_SOAK_CLIENTS:-32} \
 		$(PY) -m pytest -s -p no:cacheprovider tests/orders/reliability/test_soak.py $(PYTEST_ARGS)
 
-## bench: the benchmarks (slow; not tests); compare.py needs the bench extra (the peer)
+## bench: every benchmark, about 20 minutes (not tests; PostgreSQL and Redis as above);
+## tables on the terminal, JSON in bench/results/, plots in docs/bench/, the write-up in
+## docs/benchmarks.md. Fewer rounds than each script's default, to fit the time; the bench
+## extra brings compare.py's peer (eventsourcing) and matplotlib.
+BENCH_STEPS ?= \
+	"bench/bench_event_store.py --rounds 3" \
+	"bench/bench_sqlite_writes.py --rounds 3" \
+	"bench/bench_projections.py --latency-seconds 5" \
+	"bench/bench_http.py --rounds 2 --seconds 2" \
+	"bench/bench_search.py" \
+	"bench/compare.py --rounds 2" \
+	"bench/plots.py"
 bench: install
 	$(PY) -m pip install --quiet -c $(LOCK) -e ".[dev,bench]"
-	@for script in bench/bench_*.py bench/compare.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@started=$$(date +%s); for step in $(BENCH_STEPS); do \
+		echo "== $$step (load average: $$(cut -d' ' -f1-3 /proc/loadavg))"; \
+		$(PY) $$step || exit 1; \
+	done; echo "== all benchmarks: $$(( ($$(date +%s) - started) / 60 )) min"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis data .orders-data

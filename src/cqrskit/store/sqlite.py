@@ -1,9 +1,10 @@
 """SQLite event store: the embedded default, one file, durable, WAL.
 
-Each connection lives on its own worker thread; a whole append runs there as one
+Each connection lives on a thread of its own; a whole append runs there as one
 transaction in a single hop, so the event loop never waits on a half-done append. Appends
-in this process are serialized by an asyncio lock (SQLite has one writer at a time anyway);
-``BEGIN IMMEDIATE`` and a busy timeout keep other processes writing the same file safe.
+in this process queue for the one writer thread (SQLite has one writer at a time anyway),
+and those queued together share a commit (``store/_sqlite_writer.py``); ``BEGIN
+IMMEDIATE`` and a busy timeout keep other processes writing the same file safe.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -20,14 +21,16 @@ import orjson
 from cqrskit._sqlite import SYNCHRONOUS_MODES, ThreadConnection
 from cqrskit.errors import SchemaError
 from cqrskit.store._arguments import check_from_version, check_id, check_limit, check_position
-from cqrskit.store._common import (
-    EncodedAppend,
-    EventStoreBase,
-    decode_page,
-    dump_result,
-    load_result,
-)
+from cqrskit.store._common import EncodedAppend, EventStoreBase, decode_page, load_result
 from cqrskit.store._connect import SQLITE_OPEN_ERRORS, connecting
+from cqrskit.store._sqlite_writer import (
+    DEFAULT_MAX_GROUP,
+    GroupCommitWriter,
+    WriteStats,
+    idempotency_result,
+    max_position,
+    stream_version,
+)
 from cqrskit.store.base import (
     START,
     AppendResult,
@@ -35,11 +38,10 @@ from cqrskit.store.base import (
     Position,
     RecordedEvent,
     Snapshot,
-    check_expected_version,
 )
 from cqrskit.store.serialization import EventRegistry
 
-__all__ = ["SqliteEventStore"]
+__all__ = ["SqliteEventStore", "WriteStats"]
 
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
@@ -104,16 +106,19 @@ class SqliteEventStore(EventStoreBase):
     def __init__(
         self,
         registry: EventRegistry,
-        writer: ThreadConnection,
-        reader: ThreadConnection,
+        path: Path,
+        synchronous: Synchronous,
         poll_interval: float,
+        max_group: int,
     ) -> None:
         super().__init__(registry)
-        self._writer = writer
-        self._reader = reader
-        self._write_lock = asyncio.Lock()
-        self._changed = asyncio.Condition()
+        self._writer = GroupCommitWriter(
+            str(path), synchronous, "cqrskit-sqlite-writer", self._written, max_group=max_group
+        )
+        self._reader = ThreadConnection(str(path), synchronous, "cqrskit-sqlite-reader")
         self._appended = START  # the last position this handle appended
+        # Set (and dropped) when this handle appends; made only while someone waits.
+        self._wakeup: asyncio.Event | None = None
         self._poll_interval = poll_interval
 
     @classmethod
@@ -124,11 +129,14 @@ class SqliteEventStore(EventStoreBase):
         *,
         synchronous: Synchronous = "FULL",
         poll_interval: float = 1.0,
+        max_group: int = DEFAULT_MAX_GROUP,
     ) -> SqliteEventStore:
         """Open (creating and migrating as needed) the event store in the file at ``path``.
 
         ``synchronous="FULL"`` makes every committed append durable across power loss;
         ``poll_interval`` bounds how late appends by *other processes* wake waiters.
+        ``max_group`` bounds how many concurrent appends share one commit (group commit;
+        each still succeeds or fails alone); 1 gives every append its own.
         A file that cannot be opened or created (a directory that cannot be made, no
         permission) raises :class:`~cqrskit.errors.StoreUnavailable`.
         """
@@ -137,15 +145,18 @@ class SqliteEventStore(EventStoreBase):
         target = Path(path)
         async with connecting("SQLite event store", str(target), SQLITE_OPEN_ERRORS):
             target.parent.mkdir(parents=True, exist_ok=True)
-            writer = ThreadConnection(str(target), synchronous, "cqrskit-sqlite-writer")
-            reader = ThreadConnection(str(target), synchronous, "cqrskit-sqlite-reader")
+            store = cls(registry, target, synchronous, poll_interval, max_group)
             try:
-                await writer.run(_migrate)
+                await store._writer.run(_migrate)
             except BaseException:
-                await writer.close()
-                await reader.close()
+                await store.close()
                 raise
-        return cls(registry, writer, reader, poll_interval)
+        return store
+
+    @property
+    def write_stats(self) -> WriteStats:
+        """How many appends this handle wrote, in how many commits (diagnostics)."""
+        return self._writer.stats
 
     async def _append(
         self,
@@ -153,25 +164,15 @@ class SqliteEventStore(EventStoreBase):
         stream_order: list[str],
         idempotency: Idempotency | None,
     ) -> AppendResult:
-        now = datetime.now(UTC).isoformat()
+        return await self._writer.append(appends, stream_order, idempotency)
 
-        def write(db: sqlite3.Connection) -> AppendResult:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = _write_append(db, appends, stream_order, idempotency, now)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
-
-        async with self._write_lock:
-            result = await self._writer.run(write)
-        if not result.replayed and any(a.events for a in appends):
-            self._appended = max(self._appended, result.position)
-            async with self._changed:
-                self._changed.notify_all()
-        return result
+    def _written(self, position: Position) -> None:
+        """Called on the loop as each append's commit is handed back: wake the waiters."""
+        if position.seq > self._appended.seq:  # commit is always 0 on SQLite
+            self._appended = position
+        if self._wakeup is not None:
+            self._wakeup.set()
+            self._wakeup = None
 
     async def _read_events(
         self, sql: str, params: tuple[Any, ...], *, strict: bool
@@ -197,7 +198,7 @@ class SqliteEventStore(EventStoreBase):
         """The stream's current version; 0 when it does not exist."""
         self._ensure_open()
         check_id(stream_id, "a stream id")
-        return await self._reader.run(lambda db: _stream_version(db, stream_id))
+        return await self._reader.run(lambda db: stream_version(db, stream_id))
 
     async def read_all(
         self, after: Position | str = START, limit: int = 1000
@@ -216,7 +217,7 @@ class SqliteEventStore(EventStoreBase):
     async def head(self) -> Position:
         """The position of the last event."""
         self._ensure_open()
-        return Position(0, await self._reader.run(_max_position))
+        return Position(0, await self._reader.run(max_position))
 
     async def wait_for_events(self, after: Position | str, timeout: float) -> bool:
         """Wait until an event after ``after`` exists; false on timeout.
@@ -234,21 +235,22 @@ class SqliteEventStore(EventStoreBase):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
-            async with self._changed:
-                # Re-checked under the lock, without I/O: an append that finished since the
-                # read above has already moved _appended, so its wake-up cannot be missed.
-                if self._appended > after:
-                    return True
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._changed.wait(), min(remaining, self._poll_interval)
-                    )
+            # Re-checked after taking the wake-up, with no await between: an append that
+            # finished since the read above has already moved _appended, so its wake-up
+            # cannot be missed.
+            if self._wakeup is None:
+                self._wakeup = asyncio.Event()
+            wakeup = self._wakeup
+            if self._appended > after:
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), min(remaining, self._poll_interval))
 
     async def find_idempotent(self, key: str) -> AppendResult | None:
         """The result of the append made with idempotency ``key``, if any."""
         self._ensure_open()
         check_id(key, "an idempotency key")
-        text = await self._reader.run(lambda db: _idempotency_result(db, key))
+        text = await self._reader.run(lambda db: idempotency_result(db, key))
         return None if text is None else load_result(text)
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
@@ -272,8 +274,7 @@ class SqliteEventStore(EventStoreBase):
                 ),
             )
 
-        async with self._write_lock:
-            await self._writer.run(write)
+        await self._writer.run(write)
 
     async def load_snapshot(self, stream_id: str) -> Snapshot | None:
         """The latest snapshot of the stream, if any."""
@@ -296,73 +297,8 @@ class SqliteEventStore(EventStoreBase):
         if self._closed:
             return
         self._closed = True
-        async with self._changed:
-            self._changed.notify_all()
-        async with self._write_lock:  # the append in flight finishes first
-            await self._writer.close()
+        if self._wakeup is not None:
+            self._wakeup.set()
+            self._wakeup = None
+        await self._writer.close()  # after the appends queued before: they finish first
         await self._reader.close()
-
-
-def _stream_version(db: sqlite3.Connection, stream_id: str) -> int:
-    row = db.execute("SELECT MAX(version) FROM events WHERE stream_id = ?", (stream_id,)).fetchone()
-    return int(row[0] or 0)
-
-
-def _max_position(db: sqlite3.Connection) -> int:
-    return int(db.execute("SELECT MAX(position) FROM events").fetchone()[0] or 0)
-
-
-def _idempotency_result(db: sqlite3.Connection, key: str) -> str | None:
-    row = db.execute("SELECT result FROM idempotency WHERE key = ?", (key,)).fetchone()
-    return None if row is None else str(row[0])
-
-
-def _write_append(
-    db: sqlite3.Connection,
-    appends: list[EncodedAppend],
-    stream_order: list[str],
-    idempotency: Idempotency | None,
-    now: str,
-) -> AppendResult:
-    if idempotency is not None:
-        earlier = _idempotency_result(db, idempotency.key)
-        if earlier is not None:
-            return load_result(earlier)
-    versions: dict[str, int] = {}
-    for append in appends:
-        current = _stream_version(db, append.stream_id)
-        check_expected_version(append.stream_id, append.expected_version, current)
-        versions[append.stream_id] = current
-    rows = []
-    for append in appends:
-        start = versions[append.stream_id]
-        for offset, event in enumerate(append.events, start=1):
-            rows.append(
-                (
-                    append.stream_id,
-                    start + offset,
-                    event.event_type,
-                    event.schema_version,
-                    event.data,
-                    event.metadata,
-                    now,
-                )
-            )
-        versions[append.stream_id] = start + len(append.events)
-    if rows:
-        db.executemany(
-            "INSERT INTO events (stream_id, version, event_type, schema_version, data, "
-            "metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-    result = AppendResult(
-        versions={s: versions[s] for s in stream_order},
-        position=Position(0, _max_position(db)),
-        result_id=idempotency.result_id if idempotency else "",
-    )
-    if idempotency is not None:
-        db.execute(
-            "INSERT INTO idempotency (key, result, recorded_at) VALUES (?, ?, ?)",
-            (idempotency.key, dump_result(result), now),
-        )
-    return result
