@@ -8,11 +8,7 @@ import sys
 
 def test_a_missing_service_dependency_names_the_extra() -> None:
     # Hide typer as if cqrskit were installed without the orders extra.
-    code = (
-        "import sys; sys.modules['typer'] = None\n"
-        "from orders.entry import main\n"
-        "main()\n"
-    )
+    code = "import sys; sys.modules['typer'] = None\nfrom orders.entry import main\nmain()\n"
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
