@@ -8,18 +8,17 @@ for writes, queries for reads, both answering "not found" to strangers.
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cqrskit import Command, CommandResult, Metadata
 from cqrskit.fastapi import (
+    DEFAULT_MAX_BODY_BYTES,
     QUERY_RESPONSES,
     command_metadata,
     command_response,
@@ -28,6 +27,7 @@ from cqrskit.fastapi import (
     etag,
     get_services,
     if_match_version,
+    install_body_limit,
     install_health,
     install_metrics,
     install_problem_handlers,
@@ -56,6 +56,8 @@ from orders.application.queries import (
     SearchOrders,
 )
 from orders.application.views import (
+    MAX_PAGE,
+    MAX_SEARCH_TEXT,
     CustomerView,
     OrderSearchHit,
     OrderSummary,
@@ -63,24 +65,30 @@ from orders.application.views import (
     Page,
     ProductView,
     SalesReport,
+    SearchAmount,
     SearchCriteria,
+    SearchMoment,
+    SearchText,
     SortField,
     SortOrder,
 )
 from orders.auth import InvalidToken, Principal
 from orders.bootstrap import Services, open_services
 from orders.domain.errors import EmailTaken, InsufficientStock, OrderNotModifiable, SkuTaken
-from orders.domain.values import (
-    MAX_LINES,
-    Address,
-    Email,
-    Money,
-    Name,
-    OrderStatus,
-    Quantity,
-    Reason,
-    Sku,
-    TrackingNumber,
+from orders.domain.values import OrderStatus
+from orders.schemas import (
+    AddProductBody,
+    CancelBody,
+    CustomerCreated,
+    ItemBody,
+    OrderChanged,
+    PlaceOrderBody,
+    PriceBody,
+    ProductChanged,
+    ProjectionInfo,
+    RegisterCustomerBody,
+    RestockBody,
+    ShipBody,
 )
 from orders.settings import Settings
 
@@ -108,11 +116,16 @@ def _unauthorized(detail: str) -> HTTPException:
 
 
 async def optional_principal(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal | None:
     """The caller, when a bearer token is given (a bad one is still refused)."""
     if credentials is None:
+        if "authorization" in request.headers:
+            # Credentials that are not a bearer token ("Basic ...", "Bearer " alone) are
+            # refused, not quietly taken for an anonymous call.
+            raise _unauthorized("the Authorization header must be 'Bearer <token>'")
         return None
     try:
         return services.tokens.verify(credentials.credentials)
@@ -163,82 +176,7 @@ async def _send(
     return await services.command_bus.send(command.with_metadata(_metadata(request, caller)))
 
 
-# -- request and response bodies ------------------------------------------------------
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RegisterCustomerBody(_Body):
-    name: Name
-    email: Email
-
-
-class AddProductBody(_Body):
-    sku: Sku
-    name: Name
-    price: Money
-    stock: Annotated[int, Field(ge=0, le=1_000_000_000)]
-
-
-class RestockBody(_Body):
-    quantity: Quantity
-
-
-class PriceBody(_Body):
-    price: Money
-
-
-class ItemBody(_Body):
-    product_id: UUID
-    quantity: Quantity
-
-
-class PlaceOrderBody(_Body):
-    customer_id: UUID
-    items: Annotated[list[ItemBody], Field(min_length=1, max_length=MAX_LINES)]
-    shipping_address: Address
-
-    @model_validator(mode="after")
-    def _distinct_products(self) -> PlaceOrderBody:
-        seen: set[UUID] = set()
-        for item in self.items:
-            if item.product_id in seen:
-                raise ValueError(f"product {item.product_id} appears more than once in items")
-            seen.add(item.product_id)
-        return self
-
-
-class ShipBody(_Body):
-    tracking_number: TrackingNumber
-
-
-class CancelBody(_Body):
-    reason: Reason
-
-
-class CustomerCreated(BaseModel):
-    customer_id: UUID
-
-
-class ProductChanged(BaseModel):
-    product_id: UUID
-
-
-class OrderChanged(BaseModel):
-    order_id: UUID
-
-
-class ProjectionInfo(BaseModel):
-    name: str
-    version: int | None
-    state: str
-    checkpoint: str | None
-    events_behind: int | None
-    seconds_behind: float | None
-    parked: int
-    last_error: str | None
+# -- answers ---------------------------------------------------------------------------
 
 
 def _created(result: CommandResult, key: str, location: str) -> Response:
@@ -261,6 +199,19 @@ AUTH = problem_responses(401, 403)
 CREATED = {**command_responses(201), **AUTH}
 CHANGED = {**command_responses(200), **AUTH}
 READ = {**QUERY_RESPONSES, **problem_responses(401, 403, 404, 422, 503)}
+VERSIONED_READ = {
+    **READ,
+    200: {
+        **QUERY_RESPONSES[200],
+        "headers": {
+            **QUERY_RESPONSES[200]["headers"],
+            "ETag": {
+                "description": "The version read; send it back as If-Match to change only it.",
+                "schema": {"type": "string"},
+            },
+        },
+    },
+}
 
 customers = APIRouter(prefix=PREFIX, tags=["customers"])
 products = APIRouter(prefix=PREFIX, tags=["products"])
@@ -311,7 +262,7 @@ async def list_customer_orders(
     services: ServicesDep,
     caller: Caller,
     status: OrderStatus | None = None,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
 ) -> Page[OrderSummary]:
     """A customer's orders, newest first, optionally of one status."""
@@ -372,7 +323,7 @@ async def change_price(
 @products.get(
     "/products/{product_id}",
     response_model=ProductView,
-    responses=READ,
+    responses=VERSIONED_READ,
     dependencies=[Depends(read_your_writes("catalog"))],
 )
 async def get_product(
@@ -468,15 +419,18 @@ async def cancel_order(
 async def search_orders(
     services: ServicesDep,
     caller: Caller,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[
+        SearchText | None,
+        Query(description=f"Words to find (at most {MAX_SEARCH_TEXT} characters)."),
+    ] = None,
     status: OrderStatus | None = None,
-    min_total: Annotated[Decimal | None, Query(ge=0, le=10**12, allow_inf_nan=False)] = None,
-    max_total: Annotated[Decimal | None, Query(ge=0, le=10**12, allow_inf_nan=False)] = None,
-    placed_from: datetime | None = None,
-    placed_to: datetime | None = None,
+    min_total: SearchAmount | None = None,
+    max_total: SearchAmount | None = None,
+    placed_from: SearchMoment | None = None,
+    placed_to: SearchMoment | None = None,
     sort_by: SortField = SortField.PLACED_AT,
     sort_order: SortOrder = SortOrder.DESC,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
 ) -> Page[OrderSearchHit]:
     """Search orders by text (customer, e-mail, product, SKU, order id, city) and filters.
@@ -501,7 +455,7 @@ async def search_orders(
 @orders.get(
     "/orders/{order_id}",
     response_model=OrderView,
-    responses=READ,
+    responses=VERSIONED_READ,
     dependencies=[Depends(read_your_writes("order_details"))],
 )
 async def get_order(
@@ -549,9 +503,17 @@ DOMAIN_STATUSES: dict[type[Exception], int] = {
 }
 
 
-def create_app(settings: Settings, *, run_projections: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    run_projections: bool = True,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
     """The Orders app: the API, its error mapping, health checks and metrics, with the
-    stores (and, by default, the projection runner) opened for the app's lifetime."""
+    stores (and, by default, the projection runner) opened for the app's lifetime.
+
+    Request bodies past ``max_body_bytes`` (64 KiB: the largest valid body, a 100-line
+    order, is under 13 KiB) are refused with 413."""
     metrics = CollectorRegistry()
     app = FastAPI(
         title="Orders",
@@ -563,10 +525,14 @@ def create_app(settings: Settings, *, run_projections: bool = True) -> FastAPI:
         ),
     )
     install_problem_handlers(app, DOMAIN_STATUSES)
+    install_body_limit(app, max_body_bytes)
     install_metrics(app, metrics)
     install_health(app)
     for router in (customers, products, orders, reports, operations):
         app.include_router(router)
+    from orders.admin import router as admin  # not at the top: orders.admin imports this module
+
+    app.include_router(admin)
     return app
 
 

@@ -7,7 +7,8 @@
 - commands: :func:`command_metadata` (``Idempotency-Key`` to command id),
   :func:`command_response` (``Consistency-Token``), :func:`etag` / :func:`if_match_version`;
 - queries: :func:`read_your_writes` (``Consistency-Token`` in, ``Stale-Read`` out);
-- operations: :func:`install_metrics` (``GET /metrics``), :func:`install_health`.
+- operations: :func:`install_metrics` (``GET /metrics``), :func:`install_health`;
+- limits: :func:`install_body_limit` (:class:`BodySizeLimit`, 413 past the cap).
 
 See docs/fastapi.md for a complete example.
 """
@@ -31,16 +32,23 @@ from cqrskit.fastapi._commands import (
     command_responses,
     etag,
     if_match_version,
-    problem_responses,
+)
+from cqrskit.fastapi._limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    BodySizeLimit,
+    RequestBodyTooLarge,
+    install_body_limit,
 )
 from cqrskit.fastapi._metrics import HttpMetrics, install_metrics
 from cqrskit.fastapi._problems import (
     DEFAULT_STATUSES,
     PROBLEM_MEDIA_TYPE,
     Problem,
+    document_problem,
     header_error,
     install_problem_handlers,
     problem_response,
+    problem_responses,
 )
 from cqrskit.fastapi._reads import QUERY_RESPONSES, STALE_READ, ReadConsistency, read_your_writes
 from cqrskit.fastapi._services import (
@@ -60,6 +68,7 @@ __all__ = [
     "COMMAND_RESPONSES",
     "CONSISTENCY_TOKEN",
     "CORRELATION_ID",
+    "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_STATUSES",
     "IDEMPOTENCY_KEY",
     "IDEMPOTENT_REPLAYED",
@@ -67,24 +76,28 @@ __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "QUERY_RESPONSES",
     "STALE_READ",
+    "BodySizeLimit",
     "CommandBusDep",
     "CqrsServices",
     "HttpMetrics",
     "Problem",
     "QueryBusDep",
     "ReadConsistency",
+    "RequestBodyTooLarge",
     "ServicesDep",
     "app_services",
     "command_metadata",
     "command_response",
     "command_responses",
     "cqrs_lifespan",
+    "document_problem",
     "etag",
     "get_command_bus",
     "get_query_bus",
     "get_services",
     "header_error",
     "if_match_version",
+    "install_body_limit",
     "install_health",
     "install_metrics",
     "install_problem_handlers",

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from cqrskit.bus import CommandResult
-from cqrskit.fastapi._problems import PROBLEM_MEDIA_TYPE, Problem, header_error
+from cqrskit.fastapi._problems import header_error, problem_responses
 from cqrskit.messages import Metadata
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "command_responses",
     "etag",
     "if_match_version",
-    "problem_responses",
 ]
 
 IDEMPOTENCY_KEY: Final = "Idempotency-Key"
@@ -98,27 +97,6 @@ def command_response(
     if location is not None:
         headers["Location"] = location
     return JSONResponse(content, status_code, headers=headers)
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries documenting problem+json answers for ``statuses``."""
-    return {
-        status: {
-            "model": Problem,
-            "content": {PROBLEM_MEDIA_TYPE: {}},
-            "description": _DESCRIPTIONS.get(status, "Error"),
-        }
-        for status in statuses
-    }
-
-
-_DESCRIPTIONS: Final = {
-    404: "Not found",
-    409: "Conflict: a business rule or a concurrent change refused the command",
-    412: "The resource is no longer at the version given in If-Match",
-    422: "The request is not valid, or its Idempotency-Key was used for another request",
-    503: "A dependency is unavailable; retry after Retry-After seconds",
-}
 
 
 def command_responses(status_code: int = 201) -> dict[int | str, dict[str, Any]]:

@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import redis.exceptions
@@ -26,14 +26,17 @@ from cqrskit.errors import (
     IdempotencyKeyReused,
     UnexpectedVersion,
 )
+from cqrskit.store.postgres import EventStoreConnectionLost
 
 __all__ = [
     "DEFAULT_STATUSES",
     "PROBLEM_MEDIA_TYPE",
     "Problem",
+    "document_problem",
     "header_error",
     "install_problem_handlers",
     "problem_response",
+    "problem_responses",
 ]
 
 log = logging.getLogger("cqrskit.fastapi")
@@ -44,6 +47,9 @@ _UNAVAILABLE = 503
 _UNAVAILABLE_TYPES: tuple[type[Exception], ...] = (
     OSError,  # ConnectionError, ConnectionRefusedError, TimeoutError are all OSErrors
     EventStoreClosed,
+    # An append whose connection broke: committed whole or not at all, the client cannot
+    # know which, and repeating it with the same Idempotency-Key is safe either way.
+    EventStoreConnectionLost,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.CannotConnectNowError,
@@ -62,7 +68,8 @@ DEFAULT_STATUSES: Mapping[type[Exception], int] = {
 }
 """The exception classes :func:`install_problem_handlers` maps by default, to HTTP statuses.
 
-A broken dependency (a refused connection, a closed store, a pool that ran out) is 503 with
+A broken dependency (a refused connection, a closed store, a pool that ran out, an append
+whose connection broke, a statement that timed out) is 503 with
 ``Retry-After``; anything not mapped is 500.
 """
 
@@ -110,6 +117,73 @@ def problem_response(
     return JSONResponse(body, status, headers=dict(headers or {}), media_type=PROBLEM_MEDIA_TYPE)
 
 
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting problem+json answers for ``statuses``.
+
+    The :class:`Problem` schema is given inline under ``application/problem+json``, the
+    media type actually sent: FastAPI's ``model=`` would file it under
+    ``application/json`` and leave the real one without a schema. A 401 documents its
+    ``WWW-Authenticate`` header.
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {
+            "description": _DESCRIPTIONS.get(status, "Error"),
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}},
+        }
+        if status == 401:
+            response["headers"] = {
+                "WWW-Authenticate": {
+                    "description": "The authentication scheme to use (`Bearer`).",
+                    "schema": {"type": "string"},
+                }
+            }
+        responses[status] = response
+    return responses
+
+
+_PROBLEM_SCHEMA: Final[dict[str, Any]] = Problem.model_json_schema()
+
+_DESCRIPTIONS: Final[dict[int, str]] = {
+    400: "The body could not be read as JSON",
+    401: "No valid credentials: missing, malformed, expired or wrongly signed token",
+    403: "The caller may not do this",
+    404: "Not found",
+    413: "The request body is larger than the service accepts",
+    409: "Conflict: a business rule or a concurrent change refused the command",
+    412: "The resource is no longer at the version given in If-Match",
+    422: "The request is not valid, or its Idempotency-Key was used for another request",
+    503: "A dependency is unavailable; retry after Retry-After seconds",
+}
+
+
+def document_problem(app: FastAPI, status: int, *, with_body_only: bool = True) -> None:
+    """Document a problem answer ``status`` on every operation of ``app``'s OpenAPI (only
+    those taking a request body, by default) that does not document it already.
+
+    For answers any such route may give whatever its author listed: a body that is not
+    JSON (400), or too large (413). Routes added later are covered too: the document is
+    completed when it is first built.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        first = app.openapi_schema is None
+        schema = build()
+        if first:
+            entry = problem_responses(status)[status]
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    if not isinstance(operation, dict) or "responses" not in operation:
+                        continue
+                    if with_body_only and "requestBody" not in operation:
+                        continue
+                    operation["responses"].setdefault(str(status), entry)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def header_error(header: str, message: str, value: str) -> RequestValidationError:
     """A 422 validation problem naming a request header (``header.<name>: <message>``)."""
     return RequestValidationError(
@@ -138,6 +212,8 @@ def install_problem_handlers(
     statuses = {**DEFAULT_STATUSES, **(extra_statuses or {})}
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # FastAPI answers 400 for a body it cannot decode (not UTF-8, say): say so everywhere.
+    document_problem(app, 400)
     # Innermost of the user middleware, so that every other middleware (metrics, CORS)
     # sees the problem response rather than an exception.
     app.user_middleware.append(
@@ -148,6 +224,10 @@ def install_problem_handlers(
 async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else None
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        # FastAPI's "There was an error parsing the body" hides why (not UTF-8, an integer
+        # of more than 4300 digits); the reason, never the body itself, helps the client.
+        detail = f"body: not valid JSON: {str(exc.__cause__).split(';')[0][:200]}"
     extensions: dict[str, Any] = {}
     if detail is None and exc.detail is not None:
         extensions["errors"] = exc.detail  # FastAPI lets routes raise structured details

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Final
 from fastapi import Header, Response
 
 from cqrskit.consistency import WaitResult, wait_for
-from cqrskit.fastapi._commands import CONSISTENCY_TOKEN, problem_responses
-from cqrskit.fastapi._problems import header_error
+from cqrskit.fastapi._commands import CONSISTENCY_TOKEN
+from cqrskit.fastapi._problems import header_error, problem_responses
 from cqrskit.fastapi._services import ServicesDep
 from cqrskit.store.base import Position
 

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cqrskit.projection._failures import (
+    _conflict,
     _describe,
     _Faulted,
     _handles,
-    _LeaseLost,
     _raise_if_undecodable,
     _Stopping,
     _StoreFailed,
@@ -79,7 +79,7 @@ class _BatchApplier:
                 if switch:
                     tx.go_live()
         except CheckpointConflict as exc:
-            raise _LeaseLost from exc
+            raise _conflict(exc) from exc
         except Exception as exc:
             if _unreachable(exc):
                 raise _StoreFailed("read store", exc) from exc
@@ -131,7 +131,7 @@ class _BatchApplier:
                     await projection.handle([event], tx.uow)
                     tx.advance_to(event.position)
             except CheckpointConflict as exc:
-                raise _LeaseLost from exc
+                raise _conflict(exc) from exc
             except Exception as exc:
                 if _unreachable(exc):
                     # Not this event's fault: start over from the checkpoint once the
@@ -159,7 +159,7 @@ class _BatchApplier:
                     tx.park(event, error, policy.retries + 1)
                     tx.advance_to(event.position)
             except CheckpointConflict as exc:
-                raise _LeaseLost from exc
+                raise _conflict(exc) from exc
             log.error("%s v%d parked an event: %s", projection.name, projection.version, error)
             if projection is self.projection:
                 self.parked += 1

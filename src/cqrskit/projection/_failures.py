@@ -8,12 +8,24 @@ from typing import Any, Final
 
 from cqrskit.errors import EventDecodeError
 from cqrskit.projection.base import Projection
+from cqrskit.readstore.base import CheckpointConflict
 from cqrskit.store.base import RecordedEvent
 from cqrskit.store.serialization import UndecodableEvent
 
 
 class _LeaseLost(Exception):
     pass
+
+
+class _CheckpointVanished(_LeaseLost):
+    """The projection's stored checkpoint is gone (a flushed Redis, a restored backup):
+    the read model must be built again from the first event."""
+
+
+def _conflict(exc: CheckpointConflict) -> _LeaseLost:
+    """What a failed checkpoint guard means: another runner moved the checkpoint on (the
+    lease is lost), or nobody did and it is simply gone."""
+    return _CheckpointVanished() if exc.actual is None else _LeaseLost()
 
 
 class _Stopping(Exception):

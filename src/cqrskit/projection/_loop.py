@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cqrskit.projection._failures import (
+    _CheckpointVanished,
     _Faulted,
     _LeaseLost,
     _RebuildRequested,
@@ -219,9 +220,16 @@ class _Loop:
                 waited = await self._next_events(checkpoint, stop, lease)
                 if waited is None:
                     return
+                if not waited and await self._vanished(projection):
+                    raise _CheckpointVanished
                 arrived = waited
             elif plan is None:
                 self.state = ProjectionState.CATCHING_UP
+
+    async def _vanished(self, projection: Projection[Any]) -> bool:
+        """Whether the checkpoint is gone from the store (a flushed Redis): looked at on
+        idle wake-ups, since without new events no commit would find out."""
+        return await self.store.checkpoint(projection.name, projection.version) is None
 
     async def _may_switch(self, plan: _Switch, checkpoint: Position) -> bool:
         head = await self._head()

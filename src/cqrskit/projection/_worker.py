@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cqrskit.projection._batches import _BatchApplier
-from cqrskit.projection._failures import _LeaseLost, _RebuildRequested, _StoreFailed, _unreachable
+from cqrskit.projection._failures import (
+    _CheckpointVanished,
+    _LeaseLost,
+    _RebuildRequested,
+    _StoreFailed,
+    _unreachable,
+)
 from cqrskit.projection._loop import _Loop, _Switch
 from cqrskit.projection.base import Projection, ProjectionState, ProjectionStatus, RebuildProgress
 from cqrskit.projection.control import REBUILD, Lineage, at_version
@@ -85,6 +91,12 @@ class _Worker(_Loop, _BatchApplier):
                 failed, pause = False, 0.0
                 try:
                     await self._active(lease)
+                except _CheckpointVanished:
+                    try:
+                        await self._forget_vanished()
+                    except Exception as exc:
+                        pause = self._failed(exc)
+                        failed = True
                 except _LeaseLost:
                     log.warning("%s: lease lost; standing by", self.name)
                 except _RebuildRequested:
@@ -143,6 +155,21 @@ class _Worker(_Loop, _BatchApplier):
             if self._failures == 1:
                 log.debug("%s: %s unreachable", self.name, store, exc_info=error)
         return pause
+
+    async def _forget_vanished(self) -> None:
+        """The checkpoint is gone: the next activation prepares the version again and
+        builds it from the first event."""
+        name, version = self.name, self.projection.version
+        log.warning(
+            "%s v%d: its checkpoint vanished from the read store (flushed, or restored "
+            "from an older backup?); building it again from the first event",
+            name,
+            version,
+        )
+        if await self.store.live_version(name) != version:
+            # Whatever is left of the version (keys a partial flush missed) would be
+            # counted twice by the rebuild: start from nothing.
+            await self.store.drop_version(name, version)
 
     def _recovered(self) -> None:
         if self._failures:

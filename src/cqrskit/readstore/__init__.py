@@ -18,9 +18,15 @@ from cqrskit.readstore.base import (
     physical_table,
 )
 from cqrskit.readstore.memory import MemoryReadStore, MemoryUnitOfWork
-from cqrskit.readstore.redis import RedisReadStore, RedisUnitOfWork
+from cqrskit.readstore.redis import REDIS_TIMEOUT, RedisReadStore, RedisUnitOfWork
 from cqrskit.readstore.sql import SqlReadStore, SqlUnitOfWork
-from cqrskit.store._connect import SQLITE_OPEN_ERRORS, connecting, masked_url
+from cqrskit.store._connect import (
+    COMMAND_TIMEOUT,
+    CONNECT_TIMEOUT,
+    SQLITE_OPEN_ERRORS,
+    connecting,
+    masked_url,
+)
 
 __all__ = [
     "CheckpointConflict",
@@ -69,8 +75,11 @@ async def open_read_store(url: str) -> ReadStore[Any]:
       own SQLite file (WAL); options ``synchronous`` (default NORMAL) and ``poll_interval``
       (seconds; how soon waiters notice commits made by *other processes*, default 1);
     - ``postgresql://user@host/db?schema=name`` — :class:`SqlReadStore` on PostgreSQL;
-      options ``schema`` (default ``public``) and ``pool_size`` (default 5);
-    - ``redis://host:port/db?prefix=cqrskit:`` — :class:`RedisReadStore`.
+      options ``schema`` (default ``public``), ``pool_size`` (default 5),
+      ``connect_timeout`` (seconds, default 3) and ``command_timeout`` (seconds one
+      statement may take, default 3);
+    - ``redis://host:port/db?prefix=cqrskit:`` — :class:`RedisReadStore`; options
+      ``prefix`` and ``timeout`` (seconds to connect, and for one reply; default 4).
 
     To get the concrete type, use :func:`open_sql_read_store` or
     :func:`open_redis_read_store`, which check the URL's kind.
@@ -102,20 +111,27 @@ async def open_read_store(url: str) -> ReadStore[Any]:
     if scheme in ("postgres", "postgresql"):
         from cqrskit.readstore._postgres import PostgresDriver
 
-        options = _options(url, {"schema", "pool_size"})
+        options = _options(url, {"schema", "pool_size", "connect_timeout", "command_timeout"})
         schema = options.get("schema", "public")
+        command_timeout = _number(options, "command_timeout", str(COMMAND_TIMEOUT), float)
         driver = await PostgresDriver.connect(
             urlunsplit(parts._replace(query="")),
             schema,
             _number(options, "pool_size", "5", int),
+            connect_timeout=_number(options, "connect_timeout", str(CONNECT_TIMEOUT), float),
+            command_timeout=command_timeout,
         )
         pg_store = SqlReadStore(driver)
         await pg_store.create_meta()
         return pg_store
     if scheme in ("redis", "rediss", "unix"):
-        options = _options(url, {"prefix"})
+        options = _options(url, {"prefix", "timeout"})
         prefix = options.get("prefix", "cqrskit:")
-        return await RedisReadStore.open(urlunsplit(parts._replace(query="")), prefix)
+        return await RedisReadStore.open(
+            urlunsplit(parts._replace(query="")),
+            prefix,
+            timeout=_number(options, "timeout", str(REDIS_TIMEOUT), float),
+        )
     raise ValueError(
         f"unsupported read store URL {masked_url(url)!r}: use memory://, sqlite:///path, "
         "postgresql://... or redis://..."

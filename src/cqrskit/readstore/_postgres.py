@@ -29,7 +29,7 @@ from cqrskit.readstore.sql import (
     SqlTransaction,
     Statement,
 )
-from cqrskit.store._connect import connecting
+from cqrskit.store._connect import COMMAND_TIMEOUT, CONNECT_TIMEOUT, connecting
 from cqrskit.store._pg_listener import Listener
 from cqrskit.store._pg_schema import CONNECT_ERRORS, keep_session
 from cqrskit.store.base import Position
@@ -180,11 +180,23 @@ class PostgresDriver(SqlDriver):
         self._heartbeat: asyncio.Task[None] | None = None
 
     @classmethod
-    async def connect(cls, url: str, schema: str, pool_size: int = 5) -> PostgresDriver:
+    async def connect(
+        cls,
+        url: str,
+        schema: str,
+        pool_size: int = 5,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        command_timeout: float | None = COMMAND_TIMEOUT,
+    ) -> PostgresDriver:
         """Create the schema if needed and open a pool whose connections use it;
-        :class:`~cqrskit.errors.StoreUnavailable` when the server cannot be reached."""
+        :class:`~cqrskit.errors.StoreUnavailable` when the server cannot be reached.
+
+        A connection attempt fails after ``connect_timeout`` seconds and a statement after
+        ``command_timeout`` (``None``: never), so that a server that stops answering fails
+        queries and batches rather than holding them."""
         async with connecting("PostgreSQL read store", url, CONNECT_ERRORS):
-            conn = await asyncpg.connect(url)
+            conn = await asyncpg.connect(url, timeout=connect_timeout)
             try:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             except asyncpg.UniqueViolationError:
@@ -200,6 +212,8 @@ class PostgresDriver(SqlDriver):
                 # there is no need to wait for the WAL flush on every batch.
                 server_settings={"search_path": schema, "synchronous_commit": "off"},
                 reset=keep_session,
+                timeout=connect_timeout,
+                command_timeout=command_timeout,
             )
         return cls(pool, url, schema)
 

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from redis.asyncio import Redis
@@ -52,7 +52,12 @@ from cqrskit.readstore.base import (
 from cqrskit.store._connect import connecting
 from cqrskit.store.base import START, Position
 
-__all__ = ["RedisReadStore", "RedisUnitOfWork"]
+__all__ = ["REDIS_TIMEOUT", "RedisReadStore", "RedisUnitOfWork"]
+
+REDIS_TIMEOUT: Final = 4.0
+"""Seconds to connect to Redis, and to wait for one reply (redis-py's own default: no
+limit). A server that stops answering without closing the connection (a partition) then
+fails queries and batches, rather than holding them; pub/sub waits are not limited."""
 
 
 class RedisUnitOfWork:
@@ -100,22 +105,28 @@ class RedisReadStore(_RedisListener, _RedisParked, _RedisVersionReader):
         """Set while the pub/sub subscription is in place (tests wait on it)."""
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "cqrskit:") -> RedisReadStore:
+    def from_url(
+        cls, url: str, prefix: str = "cqrskit:", *, timeout: float | None = REDIS_TIMEOUT
+    ) -> RedisReadStore:
         """A store on the Redis server named by ``url`` (``redis://host:port/db``).
 
-        Connects lazily, on first use; :meth:`open` checks the server first.
+        Connects lazily, on first use; :meth:`open` checks the server first. Connecting,
+        and each reply, may take ``timeout`` seconds (``None``: no limit).
         """
-        return cls(Redis.from_url(url), prefix)
+        client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return cls(client, prefix)
 
     @classmethod
-    async def open(cls, url: str, prefix: str = "cqrskit:") -> RedisReadStore:
+    async def open(
+        cls, url: str, prefix: str = "cqrskit:", *, timeout: float | None = REDIS_TIMEOUT
+    ) -> RedisReadStore:
         """A store on the Redis server named by ``url``, once it answered a ``PING``.
 
         A server that cannot be reached (or refuses the login) raises
         :class:`~cqrskit.errors.StoreUnavailable` naming it, password masked, at once:
         rather than a projection runner failing, retrying and logging, again and again.
         """
-        store = cls.from_url(url, prefix)
+        store = cls.from_url(url, prefix, timeout=timeout)
         try:
             async with connecting("Redis read store", url, _CONNECTION_ERRORS):
                 await store.client.ping()

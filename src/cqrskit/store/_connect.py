@@ -17,7 +17,27 @@ from urllib.parse import urlsplit
 
 from cqrskit.errors import StoreUnavailable
 
-__all__ = ["SQLITE_OPEN_ERRORS", "connecting", "masked_url", "unavailable"]
+__all__ = [
+    "COMMAND_TIMEOUT",
+    "CONNECT_TIMEOUT",
+    "SQLITE_OPEN_ERRORS",
+    "connecting",
+    "masked_url",
+    "unavailable",
+]
+
+CONNECT_TIMEOUT: Final = 3.0
+"""Seconds a new connection to a database server may take (asyncpg's own default is 60)."""
+COMMAND_TIMEOUT: Final = 3.0
+"""Seconds one statement may take on PostgreSQL (asyncpg's own default: no limit).
+
+A server that stops answering without closing the connection (a network partition, a
+black-holed route) would otherwise hold every caller, and the pool's connections, for as
+long as it lasts. After the timeout asyncpg also waits up to this long for the query's
+cancellation, so a caller gets its error (and the web layer its 503) within about twice
+this (plus :data:`CONNECT_TIMEOUT` when it then needs a new connection; a caller queued
+behind a pool whose connections are all stuck waits for them too). A statement that
+legitimately runs longer needs a larger value."""
 
 SQLITE_OPEN_ERRORS: Final[tuple[type[BaseException], ...]] = (OSError, sqlite3.OperationalError)
 """What opening a SQLite file raises when it cannot be: a directory that cannot be made,

@@ -35,7 +35,7 @@ from cqrskit.store._common import (
     decode_page,
     load_result,
 )
-from cqrskit.store._connect import connecting
+from cqrskit.store._connect import COMMAND_TIMEOUT, CONNECT_TIMEOUT, connecting
 from cqrskit.store._pg_listener import CONNECTION_ERRORS, Listener
 from cqrskit.store._pg_schema import (
     CONNECT_ERRORS,
@@ -209,7 +209,10 @@ class PostgresEventStore(EventStoreBase):
         The pooled connections run with ``enable_seqscan = off``, so that the version
         check of an append stays an index lookup even when the table's statistics are
         stale (taken while it was empty, on a server without autovacuum); a
-        ``server_settings`` entry in ``connect_options`` overrides it.
+        ``server_settings`` entry in ``connect_options`` overrides it. A connection attempt
+        times out after 3 s and a statement after 3 s (``timeout`` and ``command_timeout``
+        in ``connect_options`` override them), so that a server that stops answering
+        fails callers rather than holding them.
         """
         target, url_options = parse_url(url)
         chosen, max_connections = pool_settings(
@@ -219,6 +222,9 @@ class PostgresEventStore(EventStoreBase):
             raise ValueError("poll_interval must be positive")
         options: dict[str, Any] = dict(connect_options or {})
         pool_options = {
+            # A server that stops answering fails a caller within seconds, not never.
+            "timeout": CONNECT_TIMEOUT,
+            "command_timeout": COMMAND_TIMEOUT,
             **options,
             "server_settings": {**SESSION_SETTINGS, **options.get("server_settings", {})},
         }

@@ -17,6 +17,7 @@ from orders.domain.values import (
     Quantity,
     Reason,
     Sku,
+    Stock,
     TrackingNumber,
 )
 
@@ -48,7 +49,7 @@ class AddProduct(Command):
     sku: Sku
     name: Name
     price: Money
-    stock: Annotated[int, Field(ge=0, le=1_000_000_000)]
+    stock: Stock
 
 
 class RestockProduct(Command):

@@ -7,17 +7,29 @@ their SQL and Redis implementations, and the composition root picks one.
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
+import re
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Generic, Protocol, TypeVar
+from typing import Annotated, Final, Generic, Protocol, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
-from orders.domain.values import Address, OrderStatus
+from orders.domain.values import Address, OrderStatus, refuse_control_characters
 
 __all__ = [
+    "MAX_PAGE",
+    "MAX_SEARCH_PAGE_SIZE",
+    "MAX_SEARCH_TEXT",
+    "MAX_TOTAL_FILTER",
     "CatalogReader",
     "CustomerReader",
     "CustomerView",
@@ -33,7 +45,10 @@ __all__ = [
     "SalesDay",
     "SalesReport",
     "SalesReportReader",
+    "SearchAmount",
     "SearchCriteria",
+    "SearchMoment",
+    "SearchText",
     "SortField",
     "SortOrder",
 ]
@@ -135,21 +150,68 @@ class SortOrder(StrEnum):
     DESC = "desc"
 
 
+MAX_SEARCH_TEXT: Final = 200
+"""The longest search text, in characters."""
+
+MAX_TOTAL_FILTER: Final = Decimal(10**15)
+"""Above the largest possible order total (100 lines of 10,000 units at 10^9 each)."""
+
+MAX_PAGE: Final = 1_000_000
+MAX_SEARCH_PAGE_SIZE: Final = 100
+
+
+def _convertible_to_utc(moment: datetime) -> datetime:
+    # The read models compare moments in UTC: 0001-01-01T00:00+01:00 has no UTC form.
+    try:
+        moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("must be a moment that exists in UTC (years 1 to 9999)") from None
+    return moment
+
+
+SearchText = Annotated[
+    str, StringConstraints(max_length=MAX_SEARCH_TEXT), AfterValidator(refuse_control_characters)
+]
+"""Search text: bounded, and without NUL or other control characters."""
+
+SearchAmount = Annotated[Decimal, Field(ge=0, le=MAX_TOTAL_FILTER, allow_inf_nan=False)]
+"""A bound on order totals: finite and within range (a bound between two cents is
+rounded inwards by the read model, so ``1e-999999999`` filters like ``0.01``)."""
+
+
+def _written_as_a_date(value: object) -> object:
+    # pydantic reads a bare number as seconds since 1970; a client sending 40677 more
+    # likely meant something else, and the API documents ISO 8601 text.
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and _NUMBER.fullmatch(value.strip()) is not None
+    ):
+        raise ValueError("expected an ISO 8601 date or date-time, e.g. 2026-12-04T10:00:00Z")
+    return value
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+SearchMoment = Annotated[
+    datetime, BeforeValidator(_written_as_a_date), AfterValidator(_convertible_to_utc)
+]
+"""A bound on when orders were placed, written as ISO 8601 text."""
+
+
 class SearchCriteria(_View):
     """Everything a search may filter and sort by. ``customer_id`` limits the search to
     one customer's orders (a customer searching their own)."""
 
-    text: str | None = None
+    text: SearchText | None = None
     status: OrderStatus | None = None
-    min_total: Decimal | None = None
-    max_total: Decimal | None = None
-    placed_from: datetime | None = None
-    placed_to: datetime | None = None
+    min_total: SearchAmount | None = None
+    max_total: SearchAmount | None = None
+    placed_from: SearchMoment | None = None
+    placed_to: SearchMoment | None = None
     customer_id: UUID | None = None
     sort_by: SortField = SortField.PLACED_AT
     sort_order: SortOrder = SortOrder.DESC
-    page: int = 1
-    page_size: int = 20
+    page: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 1
+    page_size: Annotated[int, Field(ge=1, le=MAX_SEARCH_PAGE_SIZE)] = 20
 
 
 class ProductView(_View):

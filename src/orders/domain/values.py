@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Final
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
     "MAX_LINES",
     "MAX_QUANTITY",
+    "MAX_STOCK",
     "Address",
     "Email",
     "Money",
@@ -21,9 +23,11 @@ __all__ = [
     "Quantity",
     "Reason",
     "Sku",
+    "Stock",
     "TrackingNumber",
     "normalize_email",
     "normalize_sku",
+    "refuse_control_characters",
 ]
 
 MAX_QUANTITY = 10_000
@@ -31,6 +35,9 @@ MAX_QUANTITY = 10_000
 
 MAX_LINES = 100
 """The most lines one order may have."""
+
+MAX_STOCK = 1_000_000_000
+"""The most units of a product a new catalog entry may start with."""
 
 Money = Annotated[
     Decimal,
@@ -42,10 +49,38 @@ Never a binary float; in JSON a decimal string such as ``"19.99"``."""
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
 """A number of units: at least 1."""
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Stock = Annotated[int, Field(ge=0, le=MAX_STOCK)]
+"""A product's starting stock: none at all is allowed."""
+
+# C0 controls but tab, line feed and carriage return; DEL; C1 controls; lone surrogates.
+_CONTROL: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def refuse_control_characters(text: str) -> str:
+    """``text`` unchanged, unless it holds a character no text field may hold.
+
+    NUL cannot be stored by PostgreSQL at all, lone surrogates cannot be encoded as UTF-8,
+    and other control characters only ever arrive to corrupt logs or terminals: all are
+    refused (a 422 naming the field). Everything else is kept verbatim, bidirectional
+    overrides and long combining sequences included: they are legitimate in some scripts,
+    are escaped in JSON answers, and the length limits bound them.
+    """
+    found = _CONTROL.search(text)
+    if found is not None:
+        raise ValueError(f"must not contain control characters (found U+{ord(found.group()):04X})")
+    return text
+
+
+_Plain = AfterValidator(refuse_control_characters)
+
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), _Plain
+]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), _Plain
+]
 TrackingNumber = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), _Plain
 ]
 Sku = Annotated[
     str,
@@ -60,6 +95,7 @@ Email = Annotated[
     StringConstraints(
         strip_whitespace=True, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
     ),
+    _Plain,
 ]
 """An e-mail address (a plausibility check, not RFC 5322); compared case-insensitively."""
 
@@ -89,12 +125,18 @@ class _Value(BaseModel):
 class Address(_Value):
     """Where an order is shipped."""
 
-    street: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    postal_code: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)
+    street: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), _Plain
     ]
-    country: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=100)]
+    city: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), _Plain
+    ]
+    postal_code: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20), _Plain
+    ]
+    country: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=2, max_length=100), _Plain
+    ]
 
 
 class OrderLine(_Value):

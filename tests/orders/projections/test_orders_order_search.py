@@ -10,6 +10,7 @@ from uuid import UUID
 
 import pytest
 from orders_projection_support import Shop, Stores, project
+from pydantic import ValidationError
 
 from cqrskit.readstore import SqlReadStore
 from cqrskit.store.memory import MemoryEventStore
@@ -135,11 +136,9 @@ class TestOrderSearch:
             "\\",
             "'",
             '"',
-            "\x00",
             "🙂 ☃ ∑",
-            "Ω" * 300,
-            "a" * 5000,
-            " ".join(["x"] * 300),
+            "Ω" * 200,
+            " ".join(["x"] * 100),
         ],
     )
     async def test_hostile_text_is_only_words(
@@ -150,6 +149,14 @@ class TestOrderSearch:
         # unless every word of them is in it.
         assert hits == []
         assert len(await found(reader)) == 5  # the tables are all still there
+
+    @pytest.mark.parametrize("text", ["\x00", "ada\x1bbob", "Ω" * 201, "a" * 5000])
+    def test_control_characters_and_overlong_text_never_reach_the_read_model(
+        self, text: str
+    ) -> None:
+        # Refused where the criteria are made, so no SQL or FTS5 syntax ever sees them.
+        with pytest.raises(ValidationError, match="text"):
+            SearchCriteria(text=text)
 
     @pytest.mark.parametrize("text", ["-ada", "ada -lovelace", "^ada", "ada:*", "ada*", "(ada)"])
     async def test_operator_characters_only_separate_words(
