@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 
+import httpx
 import pytest
 
 from ops.conftest import Service, wait_until
@@ -146,3 +148,70 @@ def test_rebuild_follows_the_runner_until_the_new_version_is_live(service: Servi
     assert retried.returncode == 0, retried.stdout + retried.stderr
     assert service.http.get(f"/api/v1/customers/{customer}").status_code == 200
     assert parked["version"] == 2
+
+
+def test_rebuild_while_writes_continue_never_shows_a_half_built_model(service: Service) -> None:
+    # Orders keep coming while order_search is rebuilt beside the live version. Every
+    # query, sent with the token of the order just placed, must answer 200 with all the
+    # orders placed so far: readers stay on the complete live version until the switch.
+    def new_product() -> str:
+        return service.add_product()  # stock 10: five orders of two units each
+
+    product = new_product()
+    for n in range(10):
+        if n and n % 5 == 0:
+            product = new_product()
+        service.place(service.register(), product)
+    problems: list[str] = []
+    placed = [10]
+    stop = threading.Event()
+
+    def keep_writing_and_reading() -> None:
+        client = httpx.Client(
+            base_url=service.http.base_url, headers=service.http.headers, timeout=10
+        )
+        current = new_product()
+        with client:
+            while not stop.is_set():
+                if placed[0] % 5 == 0:
+                    current = new_product()
+                customer = service.register()
+                answer = client.post(
+                    "/api/v1/orders",
+                    json={
+                        "customer_id": customer,
+                        "items": [{"product_id": current, "quantity": 2}],
+                        "shipping_address": {
+                            "street": "1 Quay",
+                            "city": "Leith",
+                            "postal_code": "EH6",
+                            "country": "GB",
+                        },
+                    },
+                )
+                if answer.status_code != 201:
+                    problems.append(f"place: {answer.status_code} {answer.text}")
+                    continue
+                placed[0] += 1
+                token = {"Consistency-Token": answer.headers["consistency-token"]}
+                found = client.get(
+                    "/api/v1/orders/search", params={"q": "Leith", "page_size": 1}, headers=token
+                )
+                if found.status_code != 200 or "stale-read" in found.headers:
+                    problems.append(f"search: {found.status_code} {found.headers} {found.text}")
+                elif found.json()["total"] < placed[0]:
+                    problems.append(f"search saw {found.json()['total']} of {placed[0]} orders")
+
+    writer = threading.Thread(target=keep_writing_and_reading)
+    writer.start()
+    try:
+        wait_until(lambda: placed[0] >= 13 or None, "writes under way")
+        result = service.cli("projections", "rebuild", "order_search", "--timeout", "60")
+        wait_until(lambda: placed[0] >= 16 or None, "writes after the switch")
+    finally:
+        stop.set()
+        writer.join(30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "order_search: v2 is live" in result.stdout
+    assert problems == [], problems[:5]
+    assert placed[0] >= 16
