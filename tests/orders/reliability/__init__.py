@@ -1,0 +1,1 @@
+"""Reliability tests: ``orders serve`` killed under load, and a bounded soak."""
