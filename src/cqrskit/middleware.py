@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from cqrskit._fingerprint import check_fingerprint, fingerprint
 from cqrskit.bus import CommandResult, Context, Next
-from cqrskit.errors import ConcurrencyError
+from cqrskit.errors import ConcurrencyError, CqrsError
 from cqrskit.messages import Command, Message
 from cqrskit.store.base import EventStore
 
@@ -43,9 +43,14 @@ class LoggingMiddleware:
         except Exception as exc:
             fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
             fields["outcome"] = type(exc).__name__
-            self._log.warning(
-                "%s failed: %s", fields["message_type"], exc, extra=fields, exc_info=exc
-            )
+            if isinstance(exc, CqrsError):
+                # A refusal the caller is told about (a business rule, an unknown id, a
+                # lost race): an outcome, not a fault, so no traceback for each one.
+                self._log.info("%s refused: %s", fields["message_type"], exc, extra=fields)
+            else:
+                self._log.warning(
+                    "%s failed: %s", fields["message_type"], exc, extra=fields, exc_info=exc
+                )
             raise
         fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
         fields["outcome"] = "ok"

@@ -152,7 +152,9 @@ async def test_logging_middleware_records_correlation(
     assert ok.correlation_id == str(command.metadata.correlation_id)  # type: ignore[attr-defined]
     assert ok.outcome == "ok"  # type: ignore[attr-defined]
     assert failed.outcome == "DomainError"  # type: ignore[attr-defined]
-    assert failed.levelno == logging.WARNING
+    # A refusal is an outcome, logged without a traceback; faults stay warnings.
+    assert failed.levelno == logging.INFO
+    assert failed.exc_info is None
 
 
 async def test_command_scenario() -> None:
