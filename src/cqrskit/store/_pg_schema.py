@@ -38,8 +38,15 @@ class PgTarget:
 
     @property
     def channel(self) -> str:
-        """The LISTEN/NOTIFY channel of this store's appends."""
-        return f"cqrskit_events.{self.schema}"
+        """The LISTEN/NOTIFY channel of this store's appends.
+
+        PostgreSQL refuses channel names over 63 bytes, so a long schema name is hashed
+        (one channel per schema either way: other schemas' appends wake no reader here).
+        """
+        channel = f"cqrskit_events.{self.schema}"
+        if len(channel.encode()) <= 63:
+            return channel
+        return f"cqrskit_events.{hashlib.blake2b(self.schema.encode(), digest_size=16).hexdigest()}"
 
 
 STORE_OPTIONS: Final = ("schema", "notify", "max_connections")
