@@ -76,6 +76,7 @@ from orders.auth import InvalidToken, Principal
 from orders.bootstrap import Services, open_services
 from orders.domain.errors import EmailTaken, InsufficientStock, OrderNotModifiable, SkuTaken
 from orders.domain.values import OrderStatus
+from orders.operations import projection_health
 from orders.schemas import (
     AddProductBody,
     CancelBody,
@@ -492,7 +493,19 @@ async def sales_report(
 @operations.get("/projections", response_model=list[ProjectionInfo], responses=READ)
 async def projections(services: ServicesDep, caller: Staff) -> list[ProjectionInfo]:
     """The status of every projection (staff)."""
-    return [ProjectionInfo(**status) for status in await services.projection_statuses()]
+    return [
+        ProjectionInfo(
+            name=h.name,
+            version=h.version,
+            state=h.state,
+            checkpoint=h.checkpoint,
+            events_behind=h.events_behind,
+            seconds_behind=h.seconds_behind,
+            parked=h.parked,
+            last_error=h.last_error,
+        )
+        for h in await projection_health(services)
+    ]
 
 
 DOMAIN_STATUSES: dict[type[Exception], int] = {

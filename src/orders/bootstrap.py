@@ -95,42 +95,6 @@ class Services(CqrsServices):
             )
         return True
 
-    async def projection_statuses(self) -> list[dict[str, Any]]:
-        """Each projection's state, checkpoint, lag, parked events and last error.
-
-        Read from the runner when it runs here; otherwise from the stores (the runner
-        is in another process: its state shows as "elsewhere")."""
-        if self.runner is not None:
-            return [
-                {
-                    "name": s.name,
-                    "version": s.version,
-                    "state": s.state.value,
-                    "checkpoint": None if s.checkpoint is None else str(s.checkpoint),
-                    "events_behind": s.events_behind,
-                    "seconds_behind": s.seconds_behind,
-                    "parked": s.parked,
-                    "last_error": s.last_error,
-                }
-                for s in self.runner.statuses()
-            ]
-        statuses = []
-        for name, store in self.read_stores.items():
-            checkpoint = await store.live_checkpoint(name)
-            statuses.append(
-                {
-                    "name": name,
-                    "version": await store.live_version(name),
-                    "state": "elsewhere",
-                    "checkpoint": None if checkpoint is None else str(checkpoint),
-                    "events_behind": None,
-                    "seconds_behind": None,
-                    "parked": len(await store.parked_events(name)),
-                    "last_error": None,
-                }
-            )
-        return statuses
-
 
 @contextlib.asynccontextmanager
 async def open_services(

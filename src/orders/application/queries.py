@@ -13,6 +13,8 @@ from pydantic import Field
 # From the module, not the package: the package would pull the event store in.
 from cqrskit.messages import Query
 from orders.application.views import (
+    MAX_PAGE,
+    MAX_PAGE_SIZE,
     CatalogReader,
     CustomerReader,
     CustomerView,
@@ -41,7 +43,6 @@ __all__ = [
     "query_handlers",
 ]
 
-MAX_PAGE_SIZE = 100
 MAX_REPORT_DAYS = 366
 
 
@@ -57,7 +58,7 @@ class ListCustomerOrders(Query[Page[OrderSummary]]):
 
     customer_id: UUID
     status: OrderStatus | None = None
-    page: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    page: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 1
     page_size: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = 20
 
 

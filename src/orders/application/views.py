@@ -27,7 +27,7 @@ from orders.domain.values import Address, OrderStatus, refuse_control_characters
 
 __all__ = [
     "MAX_PAGE",
-    "MAX_SEARCH_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
     "MAX_SEARCH_TEXT",
     "MAX_TOTAL_FILTER",
     "CatalogReader",
@@ -157,7 +157,8 @@ MAX_TOTAL_FILTER: Final = Decimal(10**15)
 """Above the largest possible order total (100 lines of 10,000 units at 10^9 each)."""
 
 MAX_PAGE: Final = 1_000_000
-MAX_SEARCH_PAGE_SIZE: Final = 100
+MAX_PAGE_SIZE: Final = 100
+"""The most items one page of any list holds."""
 
 
 def _convertible_to_utc(moment: datetime) -> datetime:
@@ -211,7 +212,7 @@ class SearchCriteria(_View):
     sort_by: SortField = SortField.PLACED_AT
     sort_order: SortOrder = SortOrder.DESC
     page: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 1
-    page_size: Annotated[int, Field(ge=1, le=MAX_SEARCH_PAGE_SIZE)] = 20
+    page_size: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = 20
 
 
 class ProductView(_View):

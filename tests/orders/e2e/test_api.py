@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from decimal import Decimal
 
-from cqrskit import Repository
+from cqrskit import Position, Repository
 from orders.domain.product import Product
 
 from .conftest import Api
@@ -291,13 +291,12 @@ async def test_twenty_orders_for_ten_in_stock(api: Api) -> None:
         assert product in refused.json()["detail"]
     loaded = await Repository(api.services.event_store).load(Product, product)
     assert loaded.available == 0
-    last = max((a.headers["consistency-token"] for a in answers if a.status_code == 201), key=_pos)
+    last = max(
+        (a.headers["consistency-token"] for a in answers if a.status_code == 201),
+        key=Position.parse,
+    )
     view = await api.get(f"/api/v1/products/{product}", last)
     assert view.json()["available_stock"] == 0
-
-
-def _pos(token: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in token.split(":"))
 
 
 async def test_a_broken_dependency_is_503_not_500(api: Api) -> None:

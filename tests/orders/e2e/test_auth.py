@@ -16,7 +16,6 @@ import uuid
 import warnings
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 
@@ -216,4 +215,3 @@ async def test_problem_bodies_carry_no_token(api: Api) -> None:
         )
         token = authorization.split(" ", 1)[-1]
         assert len(token) < 8 or token not in response.text
-    assert isinstance(api.client, httpx.AsyncClient)
