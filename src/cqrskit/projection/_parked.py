@@ -110,8 +110,7 @@ class _ParkedEvents:
         already retried or discarded, also by a concurrent call that committed first).
         """
         worker = await self._current(name)
-        await self._parked_entry(worker, parked_id)
         async with worker.store.transaction(worker.projection, None) as tx:
-            tx.unpark(parked_id)
+            tx.unpark(parked_id)  # a guard: LookupError unless it is parked
         worker.parked = max(0, worker.parked - 1)
         self.metrics.parked.labels(name).set(worker.parked)

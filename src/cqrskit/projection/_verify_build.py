@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
 
 from cqrskit.errors import CqrsError
+from cqrskit.projection._failures import _describe, _handles, _raise_if_undecodable
 from cqrskit.projection.base import Projection
 from cqrskit.readstore.base import (
     MAX_TABLE_NAME_BYTES,
@@ -116,9 +117,9 @@ async def _apply(
     events: Sequence[RecordedEvent],
     checkpoint: Position,
 ) -> None:
-    handled = [
-        e for e in events if projection.handles_event(e) or isinstance(e.event, UndecodableEvent)
-    ]
+    # As the runner decides: an undecodable event concerns only the projections that
+    # consume its registered type (every projection, for an unknown type).
+    handled = [e for e in events if _handles(projection, e)]
     try:
         async with store.transaction(projection, checkpoint) as tx:
             if any(isinstance(e.event, UndecodableEvent) for e in handled):
@@ -132,19 +133,17 @@ async def _apply(
     except Exception:
         pass  # the page rolled back whole; its events are applied one by one below
     for event in handled:
-        if isinstance(event.event, UndecodableEvent):
-            error = f"undecodable: {event.event.reason}"
-        else:
-            try:
-                async with store.transaction(projection, checkpoint) as tx:
-                    await projection.handle([event], tx.uow)
-                    tx.advance_to(event.position)
-                checkpoint = event.position
-                continue
-            except CheckpointConflict:
-                raise
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
+        try:
+            _raise_if_undecodable(event)
+            async with store.transaction(projection, checkpoint) as tx:
+                await projection.handle([event], tx.uow)
+                tx.advance_to(event.position)
+            checkpoint = event.position
+            continue
+        except CheckpointConflict:
+            raise
+        except Exception as exc:
+            error = _describe(exc, event)
         async with store.transaction(projection, checkpoint) as tx:
             tx.park(event, error, 1)
             tx.advance_to(event.position)

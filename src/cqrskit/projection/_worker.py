@@ -252,7 +252,7 @@ class _Worker(_Loop, _BatchApplier):
         if live != projection.version and previous is not None and previous.version == live:
             # Keep the version readers use current while the new one is built beside it.
             side = asyncio.create_task(self._follow(previous, lease, side_stop))
-        self.parked = len(await store.parked_events(self.name, projection.version))
+        self.parked = await store.parked_count(self.name, projection.version)
         self.runner.metrics.parked.labels(self.name).set(self.parked)
 
         async def freeze() -> None:

@@ -174,11 +174,13 @@ class ProjectionRunner(_ParkedEvents):
         for worker in workers:
             try:
                 # Operators retry and discard parked events from other processes too.
-                version = worker.projection.version
-                worker.parked = len(await worker.store.parked_events(worker.name, version))
-                self.metrics.parked.labels(worker.name).set(worker.parked)
-                if worker.parked == 0 and worker.state is ProjectionState.LIVE:
-                    worker.last_error = None  # nothing failing is left behind
+                known = worker.parked
+                counted = await worker.store.parked_count(worker.name, worker.projection.version)
+                if worker.parked == known:  # the worker parked none meanwhile
+                    worker.parked = counted
+                    self.metrics.parked.labels(worker.name).set(counted)
+                    if counted == 0 and known > 0 and worker.state is ProjectionState.LIVE:
+                        worker.last_error = None  # what failed was retried or discarded
                 await worker.store.put_control(
                     worker.name, REPORT, encode_status(worker.status(), self.holder)
                 )

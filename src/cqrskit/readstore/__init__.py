@@ -122,7 +122,11 @@ async def open_read_store(url: str) -> ReadStore[Any]:
             command_timeout=command_timeout,
         )
         pg_store = SqlReadStore(driver)
-        await pg_store.create_meta()
+        try:
+            await pg_store.create_meta()
+        except BaseException:
+            await pg_store.close()
+            raise
         return pg_store
     if scheme in ("redis", "rediss", "unix"):
         options = _options(url, {"prefix", "timeout"})

@@ -55,6 +55,10 @@ class _RedisParked(_RedisKeys):
             seen.add(parked_id)
         return None
 
+    async def parked_count(self, projection: str, version: int) -> int:
+        """How many events a projection version has parked (the index's size)."""
+        return int(await self.client.zcard(self._parked_index(projection, version)))
+
     async def parked_events(self, projection: str, version: int | None = None) -> list[ParkedEvent]:
         """Parked events of a projection version (the live one by default), oldest first."""
         if version is None:

@@ -39,6 +39,12 @@ class _SqlControls:
 
     async def take_control(self, projection: str, kind: str) -> str | None:
         """Remove and return a control record; the DELETE decides who gets it."""
+        # Runners look every second and there is rarely anything: read before writing.
+        if not await self._driver.query(
+            "SELECT 1 AS one FROM cqrskit_control WHERE projection = ? AND kind = ?",
+            (projection, kind),
+        ):
+            return None
         async with self._driver.begin() as tx:
             rows = await tx.fetch(
                 [],

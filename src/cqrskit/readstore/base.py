@@ -299,6 +299,10 @@ class ReadStore(Protocol[U_co]):
         """Parked events of a projection version (the live one by default), oldest first."""
         ...
 
+    async def parked_count(self, projection: str, version: int) -> int:
+        """How many events a projection version has parked (without reading them)."""
+        ...
+
     async def drop_version(self, projection: str, version: int) -> None:
         """Delete a (no longer live) version's read model, checkpoint and parked events."""
         ...

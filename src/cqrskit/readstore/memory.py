@@ -200,6 +200,11 @@ class MemoryReadStore:
             return []
         return sorted(state.parked.values(), key=lambda p: p.position)
 
+    async def parked_count(self, projection: str, version: int) -> int:
+        """How many events a projection version has parked."""
+        state = self._versions.get((projection, version))
+        return 0 if state is None else len(state.parked)
+
     async def drop_version(self, projection: str, version: int) -> None:
         """Forget a version's read model, checkpoint and parked events."""
         check_projection_name(projection)

@@ -264,6 +264,14 @@ class SqlReadStore(_SqlBookkeeping, _SqlControls):
             self._poll_interval,
         )
 
+    async def parked_count(self, projection: str, version: int) -> int:
+        """How many events a projection version has parked (a count, not the rows)."""
+        rows = await self._driver.query(
+            "SELECT count(*) AS n FROM cqrskit_parked_events WHERE projection = ? AND version = ?",
+            (projection, version),
+        )
+        return int(rows[0]["n"])
+
     async def parked_events(self, projection: str, version: int | None = None) -> list[ParkedEvent]:
         """Parked events of a projection version (the live one by default), oldest first."""
         if version is None:
