@@ -259,14 +259,15 @@ async def projection_health(services: Services, cap: int = BEHIND_CAP) -> list[P
             if checkpoint not in lags:
                 lags[checkpoint] = await _lag(services.event_store, checkpoint, cap, now)
             lag = lags[checkpoint]
+        version = await store.live_version(name)
         health = ProjectionHealth(
             name=name,
-            version=await store.live_version(name),
+            version=version,
             checkpoint=None if checkpoint is None else str(checkpoint),
             events_behind=None if lag is None else lag.events,
             behind_capped=lag is not None and lag.capped,
             seconds_behind=None if lag is None else round(lag.seconds, 3),
-            parked=len(await store.parked_events(name)),
+            parked=0 if version is None else await store.parked_count(name, version),
         )
         result.append(with_report(health, reports.get(name), now))
     return result
