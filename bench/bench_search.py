@@ -209,8 +209,9 @@ async def fill(shop: Shop, events_url: str, read: SqlReadStore) -> dict[str, Any
             # The last append's position, as a command's consistency token names it (not
             # head(): on PostgreSQL that stops short while other transactions are open).
             (await runner.wait_for("order_search", last.position, 3600)).raise_if_timed_out()
-            # wait_for has been seen to return on PostgreSQL with only part of the orders
-            # in the model: count them, and wait for the rest (noted in the results).
+            # Before read stores had one NOTIFY channel per schema, wait_for returned here
+            # on another schema's order_search checkpoint (with part of the model built):
+            # count the orders, and wait for any missing (noted in the results).
             reader, seen_at_wait = SqlOrderSearchReader(read), None
             deadline = time.monotonic() + 3600
             while (found := await reader.search(SearchCriteria(page_size=1))).total < shop.orders:
@@ -230,7 +231,10 @@ async def fill(shop: Shop, events_url: str, read: SqlReadStore) -> dict[str, Any
         "build_seconds": round(built, 1),
         "events": events,
         "build_events_per_s": round(events / built),
-        "orders_in_model_when_wait_for_returned": seen_at_wait or shop.orders,
+        # An empty model at that moment is 0, not "all of them".
+        "orders_in_model_when_wait_for_returned": shop.orders
+        if seen_at_wait is None
+        else seen_at_wait,
     }
 
 

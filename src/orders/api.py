@@ -436,7 +436,9 @@ async def search_orders(
 ) -> Page[OrderSearchHit]:
     """Search orders by text (customer, e-mail, product, SKU, order id, city) and filters.
 
-    Customers see only their own orders."""
+    Customers see only their own orders. `total` is exact when the search is filtered by
+    `status` alone or not at all; otherwise matches are counted up to 10,000, and
+    `total_is_exact` is false when there are more."""
     criteria = SearchCriteria(
         text=q,
         status=status,

@@ -244,6 +244,16 @@ class SqlReadStore(_SqlBookkeeping, _SqlControls):
         )
         return Position(int(rows[0]["commit_id"]), int(rows[0]["seq"])) if rows else None
 
+    async def live_tables(self, projection: str) -> dict[str, str]:
+        """The logical tables of the version readers use, with their physical names
+        (``{}`` before the projection is first prepared).
+
+        For a reader whose newer projection version added a table: until the rebuild
+        that fills it goes live, the version readers use may not have it.
+        """
+        rows = await self._driver.query(LIVE_TABLES_SQL, (projection,))
+        return {r["logical"]: r["physical"] for r in rows}
+
     async def wait_for_checkpoint(
         self, projection: str, position: Position, timeout: float
     ) -> Position | None:

@@ -26,6 +26,7 @@ from pydantic import (
 from orders.domain.values import Address, OrderStatus, refuse_control_characters
 
 __all__ = [
+    "MAX_COUNTED_TOTAL",
     "MAX_PAGE",
     "MAX_PAGE_SIZE",
     "MAX_SEARCH_TEXT",
@@ -55,6 +56,11 @@ __all__ = [
 
 T = TypeVar("T")
 
+MAX_COUNTED_TOTAL: Final = 10_000
+"""Where a search stops counting its matches, unless it is filtered by status alone (or
+not at all): those totals come exact from counts the read model keeps. Counting every
+match of a broad filter costs as much as reading them all."""
+
 
 class _View(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -64,17 +70,35 @@ class Page(_View, Generic[T]):
     """One page of a longer list."""
 
     items: list[T]
-    total: int
+    total: Annotated[
+        int,
+        Field(
+            description="How many items the whole list holds; when `total_is_exact` is "
+            "false, at least this many (a count that stopped there)."
+        ),
+    ]
+    total_is_exact: Annotated[
+        bool,
+        Field(
+            description="Whether `total` (and `total_pages`) is the exact count; false "
+            f"when a search matches more than {MAX_COUNTED_TOTAL:,} orders and is "
+            "filtered by more than a status."
+        ),
+    ] = True
     page: int
     page_size: int
     total_pages: int
 
     @classmethod
-    def of(cls, items: list[T], total: int, page: int, page_size: int) -> Page[T]:
-        """A page, with ``total_pages`` computed from ``total`` and ``page_size``."""
+    def of(
+        cls, items: list[T], total: int, page: int, page_size: int, *, exact: bool = True
+    ) -> Page[T]:
+        """A page, with ``total_pages`` computed from ``total`` and ``page_size``;
+        ``exact=False`` says ``total`` is a lower bound."""
         return cls(
             items=items,
             total=total,
+            total_is_exact=exact,
             page=page,
             page_size=page_size,
             total_pages=math.ceil(total / page_size) if total else 0,

@@ -1,6 +1,6 @@
 """The order-search read model (SQL): orders found by words, filtered, sorted, paged.
 
-Tables (``order_search__<table>_v1``):
+Tables (``order_search__<table>_v2``; v1 had no ``totals``):
 
 - ``customers``: customer_id, name, email and their search words (``terms``), kept to
   put the customer on each order;
@@ -13,6 +13,11 @@ Tables (``order_search__<table>_v1``):
 - full text: on SQLite the FTS5 table ``fts`` (rowid = ``orders.doc_id``, one ``body``
   column holding the terms); on PostgreSQL the generated column
   ``orders.document tsvector`` (``array_to_tsvector`` of the terms) with a GIN index.
+- ``totals``: how many orders there are of each status, kept in the batch's transaction
+  from the rows themselves (the batch's orders are taken out by their status before its
+  writes and put back after), so that a search filtered by status alone, or not at all,
+  has its exact total without counting; other searches count up to
+  :data:`~orders.application.views.MAX_COUNTED_TOTAL` matches.
 
 A search's words are each matched as a word prefix and all of them must match; UUIDs in
 the text match the order with that id exactly. Nothing typed by a user reaches SQL text:
@@ -22,6 +27,7 @@ values, and the words are quoted terms built from letters and digits only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Final
 from uuid import UUID
@@ -30,6 +36,7 @@ from cqrskit.projection import Projection
 from cqrskit.readstore import SqlReadStore, SqlUnitOfWork
 from cqrskit.store.base import RecordedEvent
 from orders.application.views import (
+    MAX_COUNTED_TOTAL,
     OrderSearchHit,
     Page,
     SearchCriteria,
@@ -87,13 +94,35 @@ _SYNC_CUSTOMER_FTS: Final = (
 )
 
 
+# Each status's count, less (before the batch's writes) or plus (after them) the batch's
+# orders as they stand then: the counts follow the rows, whatever the events did to them.
+_COUNT_ORDERS: Final = (
+    "INSERT INTO {{totals}} (status, n) SELECT o.status, {sign}COUNT(*) FROM {{orders}} o "
+    "WHERE o.order_id IN ({ids}) GROUP BY o.status "
+    "ON CONFLICT (status) DO UPDATE SET n = {{totals}}.n + excluded.n"
+)
+_IDS: Final = {
+    "sqlite": "SELECT value FROM json_each(?)",
+    "postgresql": "SELECT unnest(CAST(? AS text[]))",
+}
+
+
+def _order_ids(events: Sequence[RecordedEvent]) -> list[str]:
+    """The orders whose status the batch may set (placed, shipped or cancelled)."""
+    ids: dict[str, None] = {}
+    for recorded in events:
+        if isinstance(recorded.event, OrderPlaced | OrderShipped | OrderCancelled):
+            ids[str(recorded.event.order_id)] = None
+    return list(ids)
+
+
 class OrderSearchProjection(Projection[SqlUnitOfWork]):
     """Builds the ``order_search`` read model; read it with :class:`SqlOrderSearchReader`."""
 
     name = NAME
-    version = 1
+    version = 2
     handles = (CustomerRegistered, OrderPlaced, OrderItemAdded, OrderShipped, OrderCancelled)
-    tables = ("customers", "orders", "fts")
+    tables = ("customers", "orders", "fts", "totals")
     """``fts`` exists only on SQLite (PostgreSQL keeps its index in ``orders``)."""
     failure_policy = PARK
 
@@ -133,11 +162,20 @@ class OrderSearchProjection(Projection[SqlUnitOfWork]):
             ("customer", "customer_id, placed_at, order_id"),
         ):
             await uow.execute(f"CREATE INDEX {{orders}}_{suffix} ON {{orders}} ({key})")
+        await uow.execute("CREATE TABLE {totals} (status TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+        # A row for every status from the start: the table then holds the same rows
+        # however the events were batched (verify compares them).
+        await uow.executemany(
+            "INSERT INTO {totals} (status, n) VALUES (?, 0)", [(s.value,) for s in OrderStatus]
+        )
 
     async def handle(self, events: Sequence[RecordedEvent], uow: SqlUnitOfWork) -> None:
         """Write each event's effect; the customer comes by subquery, without reads."""
         sqlite = uow.dialect == "sqlite"
         registered: list[str] = []
+        counted = _order_ids(events)
+        if counted:
+            await self._count(uow, counted, "-")
         for recorded in events:
             match recorded.event:
                 case CustomerRegistered(customer_id=customer_id, name=name, email=email):
@@ -199,6 +237,12 @@ class OrderSearchProjection(Projection[SqlUnitOfWork]):
             )
             if sqlite:
                 await uow.executemany(_SYNC_CUSTOMER_FTS, [(c,) for c in registered])
+        if counted:
+            await self._count(uow, counted, "")
+
+    async def _count(self, uow: SqlUnitOfWork, order_ids: list[str], sign: str) -> None:
+        ids = json.dumps(order_ids) if uow.dialect == "sqlite" else order_ids
+        await uow.execute(_COUNT_ORDERS.format(sign=sign, ids=_IDS[uow.dialect]), ids)
 
     async def _placed(
         self, uow: SqlUnitOfWork, recorded: RecordedEvent, placed: OrderPlaced
@@ -236,10 +280,17 @@ class SqlOrderSearchReader:
 
     Text without any word (only punctuation, say) finds nothing; no text (or blanks)
     filters nothing. ``placed_from`` and ``placed_to`` are both inclusive.
+
+    The total is exact for a search filtered by status alone, or not at all (from the
+    counts the model keeps); otherwise matches are counted up to ``count_limit``, and a
+    search with more says so (``total_is_exact`` false, ``total`` the limit).
     """
 
-    def __init__(self, store: SqlReadStore) -> None:
+    def __init__(self, store: SqlReadStore, *, count_limit: int = MAX_COUNTED_TOTAL) -> None:
+        if count_limit < 1:
+            raise ValueError("count_limit must be >= 1")
         self._store = store
+        self._count_limit = count_limit
 
     def _text_condition(self, text: str, where: list[str], params: list[Any]) -> bool:
         """Add the text's conditions; false when the text can match nothing."""
@@ -284,10 +335,17 @@ class SqlOrderSearchReader:
             where.append("o.customer_id = ?")
             params.append(str(criteria.customer_id))
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        counted = await self._store.fetchone(
-            NAME, f"SELECT COUNT(*) AS n FROM {{orders}} o{clause}", *params
+        by_status_alone = not text and all(
+            value is None
+            for value in (
+                criteria.min_total,
+                criteria.max_total,
+                criteria.placed_from,
+                criteria.placed_to,
+                criteria.customer_id,
+            )
         )
-        total = int(counted["n"]) if counted else 0
+        total, exact = await self._total(criteria.status, by_status_alone, clause, params)
         direction = _DIRECTIONS[criteria.sort_order]
         order_by = f"{_SORT_COLUMNS[criteria.sort_by]} {direction}, o.order_id {direction}"
         rows = await self._store.query(
@@ -313,4 +371,28 @@ class SqlOrderSearchReader:
             )
             for r in rows
         ]
-        return Page[OrderSearchHit].of(hits, total, criteria.page, criteria.page_size)
+        return Page[OrderSearchHit].of(hits, total, criteria.page, criteria.page_size, exact=exact)
+
+    async def _total(
+        self, status: OrderStatus | None, by_status_alone: bool, clause: str, params: list[Any]
+    ) -> tuple[int, bool]:
+        """How many orders match, and whether that is exact."""
+        # A live version built before v2 has no totals (while v2 is rebuilt beside it).
+        if by_status_alone and "totals" in await self._store.live_tables(NAME):
+            if status is None:
+                row = await self._store.fetchone(NAME, "SELECT SUM(n) AS n FROM {totals}")
+            else:
+                row = await self._store.fetchone(
+                    NAME, "SELECT n FROM {totals} WHERE status = ?", status.value
+                )
+            return (int(row["n"]) if row and row["n"] is not None else 0), True
+        row = await self._store.fetchone(
+            NAME,
+            f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM {{orders}} o{clause} LIMIT ?) AS matches",
+            *params,
+            self._count_limit + 1,
+        )
+        counted = int(row["n"]) if row else 0
+        if counted > self._count_limit:
+            return self._count_limit, False
+        return counted, True

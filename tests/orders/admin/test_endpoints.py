@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import pytest
 from e2e.test_api import problem
+from ops.conftest import code_version
 
 from cqrskit import START
 from cqrskit.store.base import RecordedEvent
@@ -87,7 +88,7 @@ async def test_projections_are_listed_live_with_their_runner(api: Api) -> None:
     listed = await wait_for(all_live, "every projection live and caught up")
     assert {p["name"] for p in listed} == PROJECTIONS
     for projection in listed:
-        assert projection["version"] == 1
+        assert projection["version"] == code_version(projection["name"])
         assert projection["parked"] == 0
         assert projection["checkpoint"] not in (None, "0")
         assert projection["holder"]  # this process, host:pid

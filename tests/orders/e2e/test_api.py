@@ -310,3 +310,38 @@ async def test_a_broken_dependency_is_503_not_500(api: Api) -> None:
     assert response.headers["retry-after"]
     assert "Traceback" not in response.text
     assert body["type"] == "/problems/service-unavailable"
+
+
+async def test_search_totals_are_exact_and_say_so(api: Api) -> None:
+    customer = await api.register("Edsger Dijkstra")
+    pen = await api.add_product("2.00", 100, "Goto pen")
+    ids = []
+    for _ in range(3):
+        placed = await api.place(customer, [(pen, 1)], city="Eindhoven")
+        assert placed.status_code == 201, placed.text
+        ids.append(placed.json()["order_id"])
+    shipped = await api.client.post(
+        f"/api/v1/orders/{ids[0]}/ship", json={"tracking_number": "T-1"}, headers=api.staff
+    )
+    assert shipped.status_code == 200, shipped.text
+    token = shipped.headers["consistency-token"]
+    for params, total in (
+        ({}, 3),  # every order: the kept count
+        ({"status": "placed"}, 2),  # one status: the kept count
+        ({"status": "shipped", "page_size": 1}, 1),
+        ({"q": "eindhoven goto", "page_size": 2}, 3),  # counted
+    ):
+        found = await api.get("/api/v1/orders/search", token, params=params)
+        assert found.status_code == 200, found.text
+        body = found.json()
+        assert (body["total"], body["total_is_exact"]) == (total, True), (params, body)
+        assert body["total_pages"] == -(-total // body["page_size"])
+    # A customer's own search counts their orders.
+    mine = await api.get(
+        "/api/v1/orders/search", token, headers=api.customer_auth(customer), params={}
+    )
+    assert (mine.json()["total"], mine.json()["total_is_exact"]) == (3, True)
+    schema = (await api.client.get("/openapi.json")).json()["components"]["schemas"]
+    page = schema["Page_OrderSearchHit_"]["properties"]
+    assert "at least" in page["total"]["description"]
+    assert page["total_is_exact"]["type"] == "boolean"

@@ -25,11 +25,34 @@ from e2e.conftest import pg_read_schema
 from e2e.test_serve import Server, base_env, orders
 
 from orders.auth import Role, TokenService
+from orders.projections import (
+    CatalogProjection,
+    CustomerProjection,
+    OrderDetailsSqlProjection,
+    OrderSearchProjection,
+    SalesReportProjection,
+)
 
 __all__ = ["Service", "base_env", "pg_read_schema", "service", "wait_until"]
 
 SECRET = "ops-secret-" + "y" * 40
 T = TypeVar("T")
+
+CODE_VERSIONS = {
+    p.name: p.version
+    for p in (
+        CatalogProjection,
+        CustomerProjection,
+        OrderDetailsSqlProjection,
+        OrderSearchProjection,
+        SalesReportProjection,
+    )
+}
+
+
+def code_version(projection: str) -> int:
+    """The version of ``projection`` the service's code builds (a first start's)."""
+    return CODE_VERSIONS[projection]
 
 
 def wait_until(check: Callable[[], T | None], what: str, timeout: float = 20) -> T:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from e2e.conftest import pg_read_schema
 from e2e.test_serve import Server, base_env, orders
+from ops.conftest import code_version
 from redis import Redis
 
 from orders.auth import Role, TokenService
@@ -130,7 +131,7 @@ def test_a_healthy_service_has_no_differences_also_under_writes(
     assert code == 0, out + err
     assert out.strip().endswith("0 differences"), out
     for name in ("catalog", "order_details", "order_search", "sales_report", "customers"):
-        assert f"{name} v1 at " in out, out
+        assert f"{name} v{code_version(name)} at " in out, out
     assert "invariants up to" in out
 
     stop = threading.Event()
