@@ -152,8 +152,7 @@ class Load:
 
     def stale_not_found(self) -> int:
         """Reads of an order just placed answered 404 during a fault: the runner could not
-        project it within the consistency timeout (a stale read; a 404 problem does not
-        carry the ``Stale-Read`` header)."""
+        project it within the consistency timeout (a stale read, which says so)."""
         return sum(1 for a in self.answers if a.what == "redis-query" and a.status == 404)
 
     async def first(self, check: Callable[[Answer], bool], after: float, timeout: float) -> Answer:
@@ -183,6 +182,9 @@ class Load:
                 answer,
                 dict(statuses),
             )
+            if stale:  # "not there yet", which the client must be able to tell
+                assert answer.stale, answer
+                assert answer.problem, answer
             if answer.status == 503:
                 assert answer.problem, answer
 
