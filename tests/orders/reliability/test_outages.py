@@ -36,6 +36,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 log = logging.getLogger(__name__)
 
+PG_TIMEOUTS = "connect_timeout=3&command_timeout=3"
+"""The service's PostgreSQL timeouts (the defaults, set explicitly: the bound rests on
+them). A black-holed statement fails after 3 s, asyncpg waits up to 3 s more for its
+cancellation, and a new connection may take 3 s: a 503 within about 9 s."""
+REDIS_TIMEOUT = "timeout=4"
+"""The service's Redis timeouts (the default, set explicitly): connect, and one reply."""
 ANSWER_BOUND = 10.0
 """Seconds within which every request must be answered, whatever is down."""
 RECOVERY_DEADLINE = 30.0
@@ -332,8 +338,8 @@ async def test_postgres_cut_off_under_load(
     with TcpProxy(*upstream(postgres_url)) as proxy:
         proxied = service_env(
             base_env,
-            events=f"{through(proxy, postgres_url)}?schema={pg_schema}",
-            read=f"{through(proxy, postgres_url)}?schema={pg_read_schema}",
+            events=f"{through(proxy, postgres_url)}?schema={pg_schema}&{PG_TIMEOUTS}",
+            read=f"{through(proxy, postgres_url)}?schema={pg_read_schema}&{PG_TIMEOUTS}",
             redis=redis,
         )
         server = await started(proxied)
@@ -398,7 +404,7 @@ async def test_redis_flushed_then_cut_off_under_load(
             base_env,
             events=f"{postgres_url}?schema={pg_schema}",
             read=f"{postgres_url}?schema={pg_read_schema}",
-            redis=f"{through(proxy, redis_url)}?prefix={redis_prefix}",
+            redis=f"{through(proxy, redis_url)}?prefix={redis_prefix}&{REDIS_TIMEOUT}",
         )
         server = await started(env)
         try:
