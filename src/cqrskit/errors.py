@@ -19,6 +19,7 @@ __all__ = [
     "HandlerNotFound",
     "IdempotencyKeyReused",
     "SchemaError",
+    "StoreOptionError",
     "StoreUnavailable",
     "UnexpectedVersion",
     "UnknownEventType",
@@ -153,6 +154,22 @@ class EventEncodingError(EventStoreError, ValueError):
         self.field = field
         where = f"field {field!r}" if field else "its data"
         super().__init__(f"event {event_type!r} cannot be stored: {where}: {problem}")
+
+
+class StoreOptionError(CqrsError, ValueError):
+    """A store's URL option or keyword argument has a value the store cannot use.
+
+    ``option`` is its name, ``expected`` says what it takes and ``value`` is what was
+    given: ``event store URL option command_timeout must be a positive number of seconds,
+    not 'soon'``. Raised before anything is opened.
+    """
+
+    def __init__(self, option: str, expected: str, value: object, *, where: str = "") -> None:
+        self.option = option
+        self.expected = expected
+        self.value = value
+        named = f"{where} {option}" if where else option
+        super().__init__(f"{named} must be {expected}, not {value!r}")
 
 
 class StoreUnavailable(CqrsError, ConnectionError):

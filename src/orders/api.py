@@ -199,7 +199,7 @@ def _found(item: Any, what: str, id: UUID) -> Any:
 AUTH = problem_responses(401, 403)
 CREATED = {**command_responses(201), **AUTH}
 CHANGED = {**command_responses(200), **AUTH}
-READ = {**QUERY_RESPONSES, **problem_responses(401, 403, 404, 422, 503)}
+READ = {**QUERY_RESPONSES, **problem_responses(401, 403)}  # with 404 (Stale-Read), 422, 503
 VERSIONED_READ = {
     **READ,
     200: {

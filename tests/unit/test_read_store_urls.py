@@ -10,8 +10,8 @@ from cqrskit.readstore import open_read_store
         ("sqlite:///read.db?synchronus=FULL", "unknown read store URL option"),
         ("sqlite:///read.db?synchronous=SOMETIMES", "synchronous must be"),
         ("sqlite:///read.db?poll_interval=soon", "poll_interval must be a positive number"),
-        ("sqlite:///read.db?poll_interval=0", "poll_interval must be positive"),
-        ("postgresql://localhost/x?pool_size=many", "pool_size must be a positive number"),
+        ("sqlite:///read.db?poll_interval=0", "poll_interval must be a positive number"),
+        ("postgresql://localhost/x?pool_size=many", "pool_size must be a positive integer"),
         ("redis://localhost/0?prefx=a", "unknown read store URL option"),
     ],
 )

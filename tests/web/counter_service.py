@@ -320,6 +320,20 @@ def build(tmp_path: Path, consistency_timeout: float = 2.0) -> Toy:
     ) -> dict[str, bool]:
         return {"stale": consistency.stale}
 
+    @app.get("/frozen/{status}")
+    async def frozen_failure(
+        status: int,
+        consistency: Annotated[
+            ReadConsistency, Depends(read_your_writes("never_runs", timeout=0.05))
+        ],
+    ) -> None:
+        """Fails as asked after a wait that (with a token) never succeeds."""
+        if status == 503:
+            raise ConnectionRefusedError("the read model's server is down")
+        if status == 409:
+            raise DomainError("the read model says no")
+        raise HTTPException(status, f"failed with {status}")
+
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret internals: password=hunter2")

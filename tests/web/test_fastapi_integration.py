@@ -12,7 +12,7 @@ import httpx
 import pytest
 from counter_service import Toy, build
 
-from cqrskit import EventStoreClosed
+from cqrskit import EventStoreClosed, Position
 
 PROBLEM = "application/problem+json"
 ALICE = {"X-User": "alice"}
@@ -188,6 +188,46 @@ async def test_stale_read_after_the_timeout(client: httpx.AsyncClient) -> None:
     assert response.json() == {"stale": True}
     no_token = await client.get("/frozen")
     assert "stale-read" not in no_token.headers
+
+
+AHEAD = {"Consistency-Token": str(Position(10**9, 1))}
+"""The token of a write no projection has reached (nor will, in these tests)."""
+
+
+async def test_a_stale_read_that_finds_nothing_says_stale_read(tmp_path: Path) -> None:
+    """A 404 to a read whose wait timed out may just be "not there yet": it says so."""
+    toy = build(tmp_path, consistency_timeout=0.05)
+    async with toy.app.router.lifespan_context(toy.app):
+        transport = httpx.ASGITransport(app=toy.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            stale = await client.get("/counters/nope", headers=AHEAD)
+            fresh = await client.get("/counters/nope")
+    body = problem(stale, 404)
+    assert stale.headers["stale-read"] == "true"
+    assert body["type"] == "/problems/aggregate-not-found"
+    assert body["detail"].startswith("Counter 'nope' does not exist (")
+    assert "Consistency-Token" in body["detail"]
+    assert "stale-read" not in fresh.headers
+    assert problem(fresh, 404)["detail"] == "Counter 'nope' does not exist"
+
+
+@pytest.mark.parametrize(
+    ("status", "stale"),
+    [(404, True), (409, True), (401, False), (403, False), (422, False), (503, False)],
+)
+async def test_stale_read_on_problems_about_the_read_model_only(
+    client: httpx.AsyncClient, status: int, stale: bool
+) -> None:
+    """Answers about what the read model holds say Stale-Read; refusals of the request
+    itself (401, 403, 422) and failures that read nothing (5xx) do not."""
+    response = await client.get(f"/frozen/{status}", headers=AHEAD)
+    body = problem(response, status)
+    assert ("stale-read" in response.headers) is stale
+    assert ("Consistency-Token" in body["detail"]) is stale
+    if stale:
+        assert response.headers["stale-read"] == "true"
+    unmarked = await client.get(f"/frozen/{status}")
+    assert "stale-read" not in unmarked.headers
 
 
 async def test_malformed_consistency_token_is_422(client: httpx.AsyncClient) -> None:

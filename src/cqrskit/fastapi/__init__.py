@@ -47,6 +47,7 @@ from cqrskit.fastapi._problems import (
     document_problem,
     header_error,
     install_problem_handlers,
+    mark_stale_read,
     problem_response,
     problem_responses,
 )
@@ -101,6 +102,7 @@ __all__ = [
     "install_health",
     "install_metrics",
     "install_problem_handlers",
+    "mark_stale_read",
     "problem_response",
     "problem_responses",
     "read_your_writes",

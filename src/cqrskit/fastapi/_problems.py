@@ -31,10 +31,12 @@ from cqrskit.store.postgres import EventStoreConnectionLost
 __all__ = [
     "DEFAULT_STATUSES",
     "PROBLEM_MEDIA_TYPE",
+    "STALE_READ",
     "Problem",
     "document_problem",
     "header_error",
     "install_problem_handlers",
+    "mark_stale_read",
     "problem_response",
     "problem_responses",
 ]
@@ -42,6 +44,20 @@ __all__ = [
 log = logging.getLogger("cqrskit.fastapi")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+STALE_READ: Final = "Stale-Read"
+
+# Where a request's scope says that its read model was not confirmed caught up with its
+# Consistency-Token (see mark_stale_read).
+_STALE_STATE: Final = "cqrskit.stale_read"
+# Problems that refuse a request for what it is, not for what a read model holds: a read
+# model that caught up would answer them alike, so they never say Stale-Read (nor does a
+# 5xx, which read nothing).
+_REFUSED: Final = frozenset({400, 401, 403, 413, 422})
+_STALE_DETAIL: Final = (
+    "the read model had not reached the request's Consistency-Token in time, "
+    "so this answer may change once it has"
+)
 
 _UNAVAILABLE = 503
 _UNAVAILABLE_TYPES: tuple[type[Exception], ...] = (
@@ -191,6 +207,32 @@ def header_error(header: str, message: str, value: str) -> RequestValidationErro
     )
 
 
+def mark_stale_read(scope: Scope) -> None:
+    """Say that the request's read model was not confirmed caught up with its
+    ``Consistency-Token``: a problem answer to it (a 404 or another answer about what the
+    read model holds, not a 401, 403, 422 or 5xx) then carries ``Stale-Read: true`` too.
+
+    :func:`~cqrskit.fastapi.read_your_writes` calls it when its wait did not succeed."""
+    scope.setdefault("state", {})[_STALE_STATE] = True
+
+
+def _stale_read(scope: Scope, status: int) -> bool:
+    state = scope.get("state")
+    return (
+        status < 500
+        and status not in _REFUSED
+        and isinstance(state, dict)
+        and state.get(_STALE_STATE) is True
+    )
+
+
+def _stale_problem(
+    detail: str | None, headers: Mapping[str, str] | None
+) -> tuple[str, dict[str, str]]:
+    said = f"{detail} ({_STALE_DETAIL})" if detail else f"Stale read: {_STALE_DETAIL}."
+    return said, {**(headers or {}), STALE_READ: "true"}
+
+
 def install_problem_handlers(
     app: FastAPI,
     extra_statuses: Mapping[type[Exception], int] | None = None,
@@ -205,6 +247,8 @@ def install_problem_handlers(
     detail (the traceback goes to the log, never to the client); 503 answers carry
     ``Retry-After: <retry_after>``. FastAPI's validation errors become 422 whose ``detail``
     names the failing fields, and ``HTTPException`` keeps its status, detail and headers.
+    A problem answer to a query whose ``Consistency-Token`` wait did not succeed (see
+    :func:`mark_stale_read`) carries ``Stale-Read: true`` and says so in its ``detail``.
     Call it before the app starts.
     """
     if app.middleware_stack is not None:
@@ -231,11 +275,14 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     extensions: dict[str, Any] = {}
     if detail is None and exc.detail is not None:
         extensions["errors"] = exc.detail  # FastAPI lets routes raise structured details
+    headers = exc.headers
+    if _stale_read(request.scope, exc.status_code):
+        detail, headers = _stale_problem(detail, headers)
     return problem_response(
         exc.status_code,
         detail,
         instance=request.url.path,
-        headers=exc.headers,
+        headers=headers,
         **extensions,
     )
 
@@ -274,9 +321,10 @@ def _status_for(exc: Exception, statuses: Mapping[type[Exception], int]) -> int:
 
 
 def _problem_for(
-    exc: Exception, path: str, statuses: Mapping[type[Exception], int], retry_after: int
+    exc: Exception, scope: Scope, statuses: Mapping[type[Exception], int], retry_after: int
 ) -> JSONResponse:
     status = _status_for(exc, statuses)
+    path = scope.get("path", "")
     if status >= 500:
         unavailable = status == _UNAVAILABLE
         log.log(
@@ -297,12 +345,17 @@ def _problem_for(
             headers={"Retry-After": str(retry_after)} if unavailable else None,
         )
     name = type(exc).__name__
+    detail: str | None = str(exc)
+    headers = None
+    if _stale_read(scope, status):
+        detail, headers = _stale_problem(detail, headers)
     return problem_response(
         status,
-        str(exc),
+        detail,
         type=f"/problems/{_kebab(name)}",
         title=_kebab(name).replace("-", " ").capitalize(),
         instance=path,
+        headers=headers,
     )
 
 
@@ -320,6 +373,9 @@ class _ProblemMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # A state dict of the request's own, so that what routes note in it (see
+        # mark_stale_read) is seen here even through middleware that copies the scope.
+        scope.setdefault("state", {})
         started = False
 
         async def watched_send(message: Message) -> None:
@@ -333,5 +389,5 @@ class _ProblemMiddleware:
         except Exception as exc:
             if started:  # too late to answer differently: let the server close it
                 raise
-            response = _problem_for(exc, scope.get("path", ""), self.statuses, self.retry_after)
+            response = _problem_for(exc, scope, self.statuses, self.retry_after)
             await response(scope, receive, send)

@@ -7,30 +7,33 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
-from fastapi import Header, Response
+from fastapi import Header, Request, Response
 
 from cqrskit.consistency import WaitResult, wait_for
 from cqrskit.fastapi._commands import CONSISTENCY_TOKEN
-from cqrskit.fastapi._problems import header_error, problem_responses
+from cqrskit.fastapi._problems import (
+    STALE_READ,
+    header_error,
+    mark_stale_read,
+    problem_responses,
+)
 from cqrskit.fastapi._services import ServicesDep
 from cqrskit.store.base import Position
 
 __all__ = ["QUERY_RESPONSES", "STALE_READ", "ReadConsistency", "read_your_writes"]
 
-STALE_READ: Final = "Stale-Read"
+_STALE_READ_HEADER: Final[dict[str, Any]] = {
+    STALE_READ: {
+        "description": "`true` when the read model had not reached the request's "
+        "Consistency-Token in time: the answer may miss that write.",
+        "schema": {"type": "string"},
+    },
+}
 
 QUERY_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
-    200: {
-        "description": "The answer",
-        "headers": {
-            STALE_READ: {
-                "description": "`true` when the read model had not reached the request's "
-                "Consistency-Token in time: the answer may miss that write.",
-                "schema": {"type": "string"},
-            },
-        },
-    },
-    **problem_responses(404, 422, 503),
+    200: {"description": "The answer", "headers": _STALE_READ_HEADER},
+    404: {**problem_responses(404)[404], "headers": _STALE_READ_HEADER},
+    **problem_responses(422, 503),
 }
 """OpenAPI ``responses=`` for a query route: the ``Stale-Read`` header and problems."""
 
@@ -53,7 +56,9 @@ def read_your_writes(*projections: str, timeout: float | None = None) -> ReadYou
     When the request carries the header, it waits, event-driven and within one deadline
     (``timeout``, else :attr:`CqrsServices.consistency_timeout`), until every one of
     ``projections`` has passed the token. When time runs out the query still answers,
-    with ``Stale-Read: true``. A malformed token is a 422 problem naming the header;
+    with ``Stale-Read: true``, also when the answer is a problem about what the read
+    model holds, such as a 404 (with :func:`install_problem_handlers`; see
+    :func:`mark_stale_read`). A malformed token is a 422 problem naming the header;
     without the header nothing waits. Use it as a route dependency,
     ``Depends(read_your_writes("order_details"))``, in routes whose answers are built by
     FastAPI (a route returning its own ``Response`` must copy the header itself, from the
@@ -63,6 +68,7 @@ def read_your_writes(*projections: str, timeout: float | None = None) -> ReadYou
         raise ValueError("name at least one projection to wait for")
 
     async def wait_until_read_model_has_write(
+        request: Request,
         response: Response,
         services: ServicesDep,
         consistency_token: Annotated[
@@ -91,6 +97,7 @@ def read_your_writes(*projections: str, timeout: float | None = None) -> ReadYou
         stale = not all(waits)
         if stale:
             response.headers[STALE_READ] = "true"
+            mark_stale_read(request.scope)
         return ReadConsistency(stale=stale, waits=tuple(waits))
 
     return wait_until_read_model_has_write

@@ -21,11 +21,12 @@ from cqrskit.readstore.memory import MemoryReadStore, MemoryUnitOfWork
 from cqrskit.readstore.redis import REDIS_TIMEOUT, RedisReadStore, RedisUnitOfWork
 from cqrskit.readstore.sql import SqlReadStore, SqlUnitOfWork
 from cqrskit.store._connect import (
-    COMMAND_TIMEOUT,
-    CONNECT_TIMEOUT,
     SQLITE_OPEN_ERRORS,
+    Timeouts,
     connecting,
     masked_url,
+    positive_number,
+    timeouts,
 )
 
 __all__ = [
@@ -48,15 +49,10 @@ __all__ = [
 
 
 def _number(options: dict[str, str], name: str, default: str, kind: type[float] | type[int]) -> Any:
-    try:
-        value = kind(options.get(name, default))
-    except ValueError:
-        raise ValueError(
-            f"read store URL option {name} must be a positive number, not {options[name]!r}"
-        ) from None
-    if value <= 0:
-        raise ValueError(f"read store URL option {name} must be positive, not {value}")
-    return value
+    value = positive_number(
+        name, options.get(name, default), where="read store URL option", integer=kind is int
+    )
+    return kind(value)
 
 
 def _options(url: str, allowed: set[str]) -> dict[str, str]:
@@ -67,7 +63,9 @@ def _options(url: str, allowed: set[str]) -> dict[str, str]:
     return options
 
 
-async def open_read_store(url: str) -> ReadStore[Any]:
+async def open_read_store(
+    url: str, *, connect_timeout: float | None = None, command_timeout: float | None = None
+) -> ReadStore[Any]:
     """Open the read store named by ``url``.
 
     - ``memory://`` — :class:`MemoryReadStore`;
@@ -81,9 +79,15 @@ async def open_read_store(url: str) -> ReadStore[Any]:
     - ``redis://host:port/db?prefix=cqrskit:`` — :class:`RedisReadStore`; options
       ``prefix`` and ``timeout`` (seconds to connect, and for one reply; default 4).
 
+    ``connect_timeout`` and ``command_timeout`` (seconds to connect, and for one
+    statement or reply), when given, override the URL's options (for a process that runs
+    longer statements than the service, say); the memory and SQLite stores only check
+    them. A bad option value raises :class:`~cqrskit.errors.StoreOptionError` naming it.
+
     To get the concrete type, use :func:`open_sql_read_store` or
     :func:`open_redis_read_store`, which check the URL's kind.
     """
+    timeouts("read store", {}, connect_timeout, command_timeout)  # checked on every backend
     parts = urlsplit(url)
     scheme = parts.scheme
     if scheme == "memory":
@@ -113,13 +117,13 @@ async def open_read_store(url: str) -> ReadStore[Any]:
 
         options = _options(url, {"schema", "pool_size", "connect_timeout", "command_timeout"})
         schema = options.get("schema", "public")
-        command_timeout = _number(options, "command_timeout", str(COMMAND_TIMEOUT), float)
+        limits = timeouts("read store", options, connect_timeout, command_timeout)
         driver = await PostgresDriver.connect(
             urlunsplit(parts._replace(query="")),
             schema,
             _number(options, "pool_size", "5", int),
-            connect_timeout=_number(options, "connect_timeout", str(CONNECT_TIMEOUT), float),
-            command_timeout=command_timeout,
+            connect_timeout=limits.connect,
+            command_timeout=limits.command,
         )
         pg_store = SqlReadStore(driver)
         try:
@@ -131,10 +135,15 @@ async def open_read_store(url: str) -> ReadStore[Any]:
     if scheme in ("redis", "rediss", "unix"):
         options = _options(url, {"prefix", "timeout"})
         prefix = options.get("prefix", "cqrskit:")
+        both = _number(options, "timeout", str(REDIS_TIMEOUT), float)
+        limits = timeouts(
+            "read store", {}, connect_timeout, command_timeout, defaults=Timeouts(both, both)
+        )
         return await RedisReadStore.open(
             urlunsplit(parts._replace(query="")),
             prefix,
-            timeout=_number(options, "timeout", str(REDIS_TIMEOUT), float),
+            timeout=limits.command,
+            connect_timeout=limits.connect,
         )
     raise ValueError(
         f"unsupported read store URL {masked_url(url)!r}: use memory://, sqlite:///path, "
@@ -142,26 +151,34 @@ async def open_read_store(url: str) -> ReadStore[Any]:
     )
 
 
-async def open_sql_read_store(url: str) -> SqlReadStore:
+async def open_sql_read_store(
+    url: str, *, connect_timeout: float | None = None, command_timeout: float | None = None
+) -> SqlReadStore:
     """Like :func:`open_read_store`, for a ``sqlite://`` or ``postgresql://`` URL only."""
     if urlsplit(url).scheme not in ("sqlite", "postgres", "postgresql"):
         raise ValueError(
             "expected a SQL read store URL (sqlite:///path or postgresql://...), "
             f"not {masked_url(url)!r}"
         )
-    store = await open_read_store(url)
+    store = await open_read_store(
+        url, connect_timeout=connect_timeout, command_timeout=command_timeout
+    )
     if not isinstance(store, SqlReadStore):  # pragma: no cover - the scheme decides
         raise TypeError(f"{masked_url(url)!r} opened a {type(store).__name__}")
     return store
 
 
-async def open_redis_read_store(url: str) -> RedisReadStore:
+async def open_redis_read_store(
+    url: str, *, connect_timeout: float | None = None, command_timeout: float | None = None
+) -> RedisReadStore:
     """Like :func:`open_read_store`, for a ``redis://``, ``rediss://`` or ``unix://`` URL only."""
     if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         raise ValueError(
             f"expected a Redis read store URL (redis://host:port/db), not {masked_url(url)!r}"
         )
-    store = await open_read_store(url)
+    store = await open_read_store(
+        url, connect_timeout=connect_timeout, command_timeout=command_timeout
+    )
     if not isinstance(store, RedisReadStore):  # pragma: no cover - the scheme decides
         raise TypeError(f"{masked_url(url)!r} opened a {type(store).__name__}")
     return store

@@ -14,7 +14,7 @@ import contextlib
 import functools
 import hashlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -29,7 +29,7 @@ from cqrskit.readstore.sql import (
     SqlTransaction,
     Statement,
 )
-from cqrskit.store._connect import COMMAND_TIMEOUT, CONNECT_TIMEOUT, connecting
+from cqrskit.store._connect import COMMAND_TIMEOUT, CONNECT_TIMEOUT, SCAN_TIMEOUT, connecting
 from cqrskit.store._pg_listener import Listener
 from cqrskit.store._pg_schema import CONNECT_ERRORS, keep_session
 from cqrskit.store.base import Position
@@ -130,10 +130,12 @@ async def _run_statements(conn: _Conn, statements: list[Statement]) -> None:
 
 
 class _PgTransaction(SqlTransaction):
-    def __init__(self, conn: _Conn) -> None:
+    def __init__(self, conn: _Conn, query_timeout: float | None = None) -> None:
         self._conn = conn
         self._tx = conn.transaction()
         self.begun = False
+        self._query_timeout = query_timeout
+        """Seconds a query may take (None: the pool's ``command_timeout``)."""
 
     async def _begin(self) -> None:
         if not self.begun:
@@ -147,7 +149,8 @@ class _PgTransaction(SqlTransaction):
     async def fetch(self, pending: list[Statement], sql: str, params: Sequence[Any]) -> list[Row]:
         await self._begin()
         await _run_statements(self._conn, pending)
-        return [dict(r) for r in await self._conn.fetch(numbered(sql), *params)]
+        rows = await self._conn.fetch(numbered(sql), *params, timeout=self._query_timeout)
+        return [dict(r) for r in rows]
 
     async def commit(self, statements: list[Statement]) -> None:
         await self._begin()
@@ -171,10 +174,19 @@ class PostgresDriver(SqlDriver):
     reconnecting_heartbeat_interval = 0.5
     """Seconds between fallback wake-ups while the LISTEN connection is down."""
 
-    def __init__(self, pool: asyncpg.Pool, url: str, schema: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        url: str,
+        schema: str,
+        *,
+        command_timeout: float | None = COMMAND_TIMEOUT,
+    ) -> None:
         self._pool = pool
         self._url = url
         self._schema = schema
+        # A whole-table read (a verify) may take longer than the pool's statements.
+        self._scan_timeout = None if command_timeout is None else max(command_timeout, SCAN_TIMEOUT)
         self.notify_channel: str | None = checkpoint_channel(schema)
         self._listener: Listener | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -215,12 +227,18 @@ class PostgresDriver(SqlDriver):
                 timeout=connect_timeout,
                 command_timeout=command_timeout,
             )
-        return cls(pool, url, schema)
+        return cls(pool, url, schema, command_timeout=command_timeout)
+
+    def begin(self) -> AbstractAsyncContextManager[SqlTransaction]:
+        return self._transaction(None)
+
+    def begin_scan(self) -> AbstractAsyncContextManager[SqlTransaction]:
+        return self._transaction(self._scan_timeout)
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[SqlTransaction]:
+    async def _transaction(self, query_timeout: float | None) -> AsyncIterator[SqlTransaction]:
         async with self._pool.acquire() as conn:
-            tx = _PgTransaction(conn)
+            tx = _PgTransaction(conn, query_timeout)
             try:
                 yield tx
             finally:

@@ -57,6 +57,11 @@ class SqlDriver(ABC):
     def begin(self) -> AbstractAsyncContextManager[SqlTransaction]:
         """A write transaction; rolled back on leaving unless committed."""
 
+    def begin_scan(self) -> AbstractAsyncContextManager[SqlTransaction]:
+        """A transaction for reads of whole tables (a verify): like :meth:`begin`, its
+        queries with the longer statement limit of ``SCAN_TIMEOUT`` where there is one."""
+        return self.begin()
+
     @abstractmethod
     async def query(self, sql: str, params: Sequence[Any]) -> list[Row]:
         """A read outside any write transaction."""

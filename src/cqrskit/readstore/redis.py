@@ -106,19 +106,34 @@ class RedisReadStore(_RedisListener, _RedisParked, _RedisVersionReader):
 
     @classmethod
     def from_url(
-        cls, url: str, prefix: str = "cqrskit:", *, timeout: float | None = REDIS_TIMEOUT
+        cls,
+        url: str,
+        prefix: str = "cqrskit:",
+        *,
+        timeout: float | None = REDIS_TIMEOUT,
+        connect_timeout: float | None = None,
     ) -> RedisReadStore:
         """A store on the Redis server named by ``url`` (``redis://host:port/db``).
 
-        Connects lazily, on first use; :meth:`open` checks the server first. Connecting,
-        and each reply, may take ``timeout`` seconds (``None``: no limit).
+        Connects lazily, on first use; :meth:`open` checks the server first. Each reply
+        may take ``timeout`` seconds (``None``: no limit), and connecting
+        ``connect_timeout`` (default: ``timeout``).
         """
-        client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        client = Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout if connect_timeout is None else connect_timeout,
+        )
         return cls(client, prefix)
 
     @classmethod
     async def open(
-        cls, url: str, prefix: str = "cqrskit:", *, timeout: float | None = REDIS_TIMEOUT
+        cls,
+        url: str,
+        prefix: str = "cqrskit:",
+        *,
+        timeout: float | None = REDIS_TIMEOUT,
+        connect_timeout: float | None = None,
     ) -> RedisReadStore:
         """A store on the Redis server named by ``url``, once it answered a ``PING``.
 
@@ -126,7 +141,7 @@ class RedisReadStore(_RedisListener, _RedisParked, _RedisVersionReader):
         :class:`~cqrskit.errors.StoreUnavailable` naming it, password masked, at once:
         rather than a projection runner failing, retrying and logging, again and again.
         """
-        store = cls.from_url(url, prefix, timeout=timeout)
+        store = cls.from_url(url, prefix, timeout=timeout, connect_timeout=connect_timeout)
         try:
             async with connecting("Redis read store", url, _CONNECTION_ERRORS):
                 await store.client.ping()

@@ -349,13 +349,16 @@ class SqlReadStore(_SqlBookkeeping, _SqlControls):
         SQLite: the driver's write transaction, its one transaction over several
         statements; readers go on meanwhile, but other writers (the runner's commits)
         wait until it ends, so keep it short. Nothing is ever written through it.
+
+        Its queries may read whole tables, so on PostgreSQL each may take up to ten
+        minutes (``SCAN_TIMEOUT``), or the store's ``command_timeout`` if that is longer.
         """
         first = []
         if self.dialect == "postgresql":
             first.append(
                 Statement("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", [()])
             )
-        async with self._driver.begin() as tx:
+        async with self._driver.begin_scan() as tx:
             yield SqlSnapshot(tx, first, self.dialect)
 
     async def close(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
 
-from cqrskit.store._connect import masked_url
+from cqrskit.store._connect import masked_url, timeouts
 from cqrskit.store.base import (
     ANY,
     NO_STREAM,
@@ -57,17 +57,30 @@ def sqlite_path(url: str) -> str:
     return path
 
 
-async def open_event_store(url: str, registry: EventRegistry) -> EventStore:
+async def open_event_store(
+    url: str,
+    registry: EventRegistry,
+    *,
+    connect_timeout: float | None = None,
+    command_timeout: float | None = None,
+) -> EventStore:
     """Open the event store named by ``url``.
 
     - ``memory://`` — in process memory, gone when the process ends;
     - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` — one durable file;
       query option ``synchronous`` (OFF, NORMAL, FULL; default FULL);
-    - ``postgresql://user@host:port/db`` — PostgreSQL; query option ``schema``.
+    - ``postgresql://user@host:port/db`` — PostgreSQL; query options ``schema``,
+      ``notify``, ``max_connections``, ``connect_timeout`` (seconds a new connection may
+      take, default 3) and ``command_timeout`` (seconds one statement may take, default 3).
 
-    A store that cannot be reached raises :class:`~cqrskit.errors.StoreUnavailable` (a
-    ``ConnectionError``), naming the store and the URL with its password masked.
+    ``connect_timeout`` and ``command_timeout``, when given, override the URL's options
+    (for a process that runs longer statements than the service, say); the memory and
+    SQLite stores have no server to wait for and only check them. A bad option value
+    raises :class:`~cqrskit.errors.StoreOptionError` naming it. A store that cannot be
+    reached raises :class:`~cqrskit.errors.StoreUnavailable` (a ``ConnectionError``),
+    naming the store and the URL with its password masked.
     """
+    timeouts("event store", {}, connect_timeout, command_timeout)  # checked on every backend
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         return MemoryEventStore(registry)
@@ -87,7 +100,9 @@ async def open_event_store(url: str, registry: EventRegistry) -> EventStore:
     if scheme in ("postgres", "postgresql"):
         from cqrskit.store.postgres import PostgresEventStore
 
-        return await PostgresEventStore.open(url, registry)
+        return await PostgresEventStore.open(
+            url, registry, connect_timeout=connect_timeout, command_timeout=command_timeout
+        )
     raise ValueError(
         f"unsupported event store URL {masked_url(url)!r}: use memory://, sqlite:///path or "
         "postgresql://"

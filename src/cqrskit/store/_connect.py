@@ -8,21 +8,27 @@ exception types its driver raises when the server cannot be reached.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import socket
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
-from cqrskit.errors import StoreUnavailable
+from cqrskit.errors import StoreOptionError, StoreUnavailable
 
 __all__ = [
     "COMMAND_TIMEOUT",
     "CONNECT_TIMEOUT",
+    "SCAN_TIMEOUT",
     "SQLITE_OPEN_ERRORS",
+    "Timeouts",
     "connecting",
     "masked_url",
+    "positive_number",
+    "timeouts",
     "unavailable",
 ]
 
@@ -37,7 +43,63 @@ long as it lasts. After the timeout asyncpg also waits up to this long for the q
 cancellation, so a caller gets its error (and the web layer its 503) within about twice
 this (plus :data:`CONNECT_TIMEOUT` when it then needs a new connection; a caller queued
 behind a pool whose connections are all stuck waits for them too). A statement that
-legitimately runs longer needs a larger value."""
+legitimately runs longer needs a larger value (schema migrations and the whole-model reads
+of a verify have longer limits of their own: see :data:`SCAN_TIMEOUT`)."""
+SCAN_TIMEOUT: Final = 600.0
+"""Seconds one statement of a long operation may take on PostgreSQL, at least: reading a
+whole read model for a verify (ten minutes; a larger ``command_timeout`` raises it too).
+Schema migrations have no limit at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long a store waits for its server: to connect, and for one statement or reply."""
+
+    connect: float = CONNECT_TIMEOUT
+    command: float = COMMAND_TIMEOUT
+
+
+def positive_number(option: str, value: object, *, where: str, integer: bool = False) -> float:
+    """``value`` (a URL option's text or a keyword argument) as a finite number above 0;
+    :class:`StoreOptionError` naming ``option`` otherwise."""
+    expected = "a positive integer" if integer else "a positive number of seconds"
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise StoreOptionError(option, expected, value, where=where)
+    try:
+        number = int(value) if integer else float(value)
+    except ValueError:
+        raise StoreOptionError(option, expected, value, where=where) from None
+    if not (math.isfinite(number) and number > 0):
+        raise StoreOptionError(option, expected, value, where=where)
+    return number
+
+
+def timeouts(
+    store: str,
+    url_options: Mapping[str, str],
+    connect_timeout: float | None,
+    command_timeout: float | None,
+    *,
+    defaults: Timeouts = Timeouts(),
+) -> Timeouts:
+    """The timeouts ``store`` (e.g. "event store") opens with: its keyword arguments
+    ``connect_timeout`` / ``command_timeout``, else its URL options of the same names,
+    else ``defaults``; each a positive number of seconds (:class:`StoreOptionError`)."""
+
+    def chosen(name: str, argument: float | None, default: float) -> float:
+        if isinstance(argument, str):  # text is for URLs: an argument is a number
+            raise StoreOptionError(name, "a positive number of seconds", argument, where=store)
+        if argument is not None:
+            return positive_number(name, argument, where=f"{store} argument")
+        if name in url_options:
+            return positive_number(name, url_options[name], where=f"{store} URL option")
+        return default
+
+    return Timeouts(
+        connect=chosen("connect_timeout", connect_timeout, defaults.connect),
+        command=chosen("command_timeout", command_timeout, defaults.command),
+    )
+
 
 SQLITE_OPEN_ERRORS: Final[tuple[type[BaseException], ...]] = (OSError, sqlite3.OperationalError)
 """What opening a SQLite file raises when it cannot be: a directory that cannot be made,

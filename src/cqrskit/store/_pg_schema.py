@@ -10,8 +10,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from cqrskit.errors import SchemaError
-from cqrskit.store._connect import masked_url
+from cqrskit.errors import SchemaError, StoreOptionError
+from cqrskit.store._connect import masked_url, positive_number
 from cqrskit.store._pg_listener import CONNECTION_ERRORS
 
 DEFAULT_SCHEMA: Final = "cqrskit"
@@ -49,7 +49,13 @@ class PgTarget:
         return f"cqrskit_events.{hashlib.blake2b(self.schema.encode(), digest_size=16).hexdigest()}"
 
 
-STORE_OPTIONS: Final = ("schema", "notify", "max_connections")
+STORE_OPTIONS: Final = (
+    "schema",
+    "notify",
+    "max_connections",
+    "connect_timeout",
+    "command_timeout",
+)
 """URL query options the store reads itself; every other one goes to asyncpg."""
 
 CONNECT_ERRORS: Final[tuple[type[BaseException], ...]] = (
@@ -117,12 +123,18 @@ def pool_settings(
     arguments, else its URL options (``notify``, ``max_connections``), else the defaults."""
     chosen = notify if notify is not None else url_options.get("notify", "after_commit")
     if chosen not in ("in_transaction", "after_commit"):
-        raise ValueError(f"notify must be 'in_transaction' or 'after_commit': {chosen!r}")
+        raise StoreOptionError(
+            "notify", "'in_transaction' or 'after_commit'", chosen, where="event store"
+        )
     if max_connections is None:
-        try:
-            max_connections = int(url_options.get("max_connections", "10"))
-        except ValueError:
-            raise ValueError(f"max_connections must be an integer: {masked_url(url)!r}") from None
+        max_connections = int(
+            positive_number(
+                "max_connections",
+                url_options.get("max_connections", "10"),
+                where="event store URL option",
+                integer=True,
+            )
+        )
     if not 0 <= min_connections <= max_connections or max_connections < 1:
         raise ValueError("need 0 <= min_connections <= max_connections, 1 <= max_connections")
     return chosen, max_connections
@@ -303,11 +315,31 @@ def _lock_key(schema: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+async def migrate_if_behind(
+    conn: Connection, target: PgTarget, connect_options: dict[str, Any]
+) -> None:
+    """Create or upgrade the schema when ``conn`` finds it behind (that look is bounded
+    like any statement), on a connection of its own without a statement timeout.
+
+    A migration may run long on a large table, or wait for another process's migration
+    (the advisory lock); it is one transaction, so a process stopped meanwhile leaves
+    nothing half done. ``connect_options`` are the pool's (for ``asyncpg.connect``).
+    """
+    if await _applied(conn, target) == len(_migrations(target.quoted)):
+        return
+    unhurried = await asyncpg.connect(target.dsn, **{**connect_options, "command_timeout": None})
+    try:
+        await migrate(unhurried, target)
+    finally:
+        await unhurried.close()
+
+
 async def migrate(conn: Connection, target: PgTarget) -> None:
     """Create or upgrade the schema; safe when several processes start at once.
 
     Runs in one transaction under a transaction-level advisory lock, so a second process
-    waits for the first, then finds nothing left to do.
+    waits for the first, then finds nothing left to do. Statements run under ``conn``'s
+    own timeout (see :func:`migrate_if_behind`).
     """
     s = target.quoted
     migrations = _migrations(s)

@@ -35,7 +35,7 @@ from cqrskit.store._common import (
     decode_page,
     load_result,
 )
-from cqrskit.store._connect import COMMAND_TIMEOUT, CONNECT_TIMEOUT, connecting
+from cqrskit.store._connect import connecting, timeouts
 from cqrskit.store._pg_listener import CONNECTION_ERRORS, Listener
 from cqrskit.store._pg_schema import (
     CONNECT_ERRORS,
@@ -43,7 +43,7 @@ from cqrskit.store._pg_schema import (
     PgTarget,
     append_one_event_sql,
     keep_session,
-    migrate,
+    migrate_if_behind,
     parse_url,
     pool_settings,
 )
@@ -185,6 +185,8 @@ class PostgresEventStore(EventStoreBase):
         max_connections: int | None = None,
         notify: NotifyMode | None = None,
         poll_interval: float = 1.0,
+        connect_timeout: float | None = None,
+        command_timeout: float | None = None,
         connect_options: dict[str, Any] | None = None,
     ) -> PostgresEventStore:
         """Open (creating and migrating the schema as needed) the store at ``url``;
@@ -192,8 +194,10 @@ class PostgresEventStore(EventStoreBase):
 
         ``url`` is ``postgresql://user:password@host:port/db?schema=name``. The store takes
         its own query options out of it and hands every other one to asyncpg: ``schema``
-        (default ``cqrskit``), and ``notify`` and ``max_connections`` as defaults for the
-        keyword arguments of the same names (so deployments can set them in the URL).
+        (default ``cqrskit``), and ``notify``, ``max_connections``, ``connect_timeout``
+        and ``command_timeout`` as defaults for the keyword arguments of the same names
+        (so deployments can set them in the URL). A value the store cannot use raises
+        :class:`~cqrskit.errors.StoreOptionError` naming the option.
 
         ``max_connections`` bounds the pool (default 10). ``notify="after_commit"`` (the
         default) sends one wake-up NOTIFY for any number of appends just after they commit
@@ -209,10 +213,14 @@ class PostgresEventStore(EventStoreBase):
         The pooled connections run with ``enable_seqscan = off``, so that the version
         check of an append stays an index lookup even when the table's statistics are
         stale (taken while it was empty, on a server without autovacuum); a
-        ``server_settings`` entry in ``connect_options`` overrides it. A connection attempt
-        times out after 3 s and a statement after 3 s (``timeout`` and ``command_timeout``
-        in ``connect_options`` override them), so that a server that stops answering
-        fails callers rather than holding them.
+        ``server_settings`` entry in ``connect_options`` overrides it.
+
+        A connection attempt times out after ``connect_timeout`` seconds (default 3) and a
+        statement after ``command_timeout`` (default 3), so that a server that stops
+        answering fails callers rather than holding them (``timeout`` and
+        ``command_timeout`` in ``connect_options`` still override both). Creating or
+        upgrading the schema runs on a connection of its own without a statement
+        timeout: a migration may take long, or wait for another process's.
         """
         target, url_options = parse_url(url)
         chosen, max_connections = pool_settings(
@@ -220,11 +228,12 @@ class PostgresEventStore(EventStoreBase):
         )
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
+        limits = timeouts("event store", url_options, connect_timeout, command_timeout)
         options: dict[str, Any] = dict(connect_options or {})
         pool_options = {
             # A server that stops answering fails a caller within seconds, not never.
-            "timeout": CONNECT_TIMEOUT,
-            "command_timeout": COMMAND_TIMEOUT,
+            "timeout": limits.connect,
+            "command_timeout": limits.command,
             **options,
             "server_settings": {**SESSION_SETTINGS, **options.get("server_settings", {})},
         }
@@ -240,7 +249,7 @@ class PostgresEventStore(EventStoreBase):
             )
             try:
                 async with pool.acquire() as conn:
-                    await migrate(conn, target)
+                    await migrate_if_behind(conn, target, pool_options)
             except BaseException:
                 await pool.close()
                 raise

@@ -280,6 +280,39 @@ async def test_read_your_writes_a_hundred_times(api: Api) -> None:
         assert [h["order_id"] for h in found.json()["items"]] == [order_id]
 
 
+async def test_a_read_that_finds_nothing_before_the_projection_says_stale_read(
+    api: Api,
+) -> None:
+    """An order not projected yet, read through its token: the 404 says Stale-Read (it may
+    be "not there yet", not "does not exist"), for its owner and a stranger alike."""
+    customer = await api.register("Early Reader")
+    product = await api.add_product(stock=10)
+    me, stranger = api.customer_auth(customer), api.customer_auth(await api.register("Other"))
+    runner = api.services.runner
+    assert runner is not None
+    await runner.stop()
+    try:
+        placed = await api.place(customer, [(product, 1)], headers=me)
+        assert placed.status_code == 201, placed.text
+        order_id, token = placed.json()["order_id"], placed.headers["consistency-token"]
+        mine = await api.get(f"/api/v1/orders/{order_id}", token, headers=me)
+        theirs = await api.get(f"/api/v1/orders/{order_id}", token, headers=stranger)
+    finally:
+        await runner.start()
+    body = problem(mine, 404)
+    assert mine.headers["stale-read"] == "true"
+    assert body["detail"].startswith(f"order {order_id} does not exist (")
+    assert "Consistency-Token" in str(body["detail"])
+    assert (theirs.status_code, theirs.headers.get("stale-read"), theirs.json()) == (
+        404,
+        "true",
+        body,
+    )
+    got = await api.get(f"/api/v1/orders/{order_id}", token, headers=me)
+    assert got.status_code == 200, got.text
+    assert "stale-read" not in got.headers
+
+
 async def test_twenty_orders_for_ten_in_stock(api: Api) -> None:
     product = await api.add_product("1.00", 10, "Last ten")
     customers = [await api.register(f"Buyer {n}") for n in range(20)]

@@ -36,6 +36,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 log = logging.getLogger(__name__)
 
+PG_TIMEOUTS = "connect_timeout=3&command_timeout=3"
+"""The service's PostgreSQL timeouts (the defaults, set explicitly: the bound rests on
+them). A black-holed statement fails after 3 s, asyncpg waits up to 3 s more for its
+cancellation, and a new connection may take 3 s: a 503 within about 9 s."""
+REDIS_TIMEOUT = "timeout=4"
+"""The service's Redis timeouts (the default, set explicitly): connect, and one reply."""
 ANSWER_BOUND = 10.0
 """Seconds within which every request must be answered, whatever is down."""
 RECOVERY_DEADLINE = 30.0
@@ -106,6 +112,9 @@ class Load:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     faults: list[tuple[float, float]] = field(default_factory=list)
     """(cut, recovered) moments of every fault."""
+    emptied: list[tuple[float, float]] = field(default_factory=list)
+    """(flushed, rebuilt) moments of the read model deleted under the service: a read whose
+    wait succeeded just before the flush may find nothing just after, and cannot know."""
 
     async def request(self, what: str, method: str, path: str, **kw: Any) -> httpx.Response | None:
         started = time.monotonic()
@@ -147,13 +156,15 @@ class Load:
             a for a in self.answers if a.finished >= moment and (what is None or a.what == what)
         ]
 
+    def during(self, answer: Answer, windows: list[tuple[float, float]]) -> bool:
+        return any(start <= answer.finished and answer.started <= end for start, end in windows)
+
     def during_fault(self, answer: Answer) -> bool:
-        return any(cut <= answer.finished and answer.started <= end for cut, end in self.faults)
+        return self.during(answer, self.faults + self.emptied)
 
     def stale_not_found(self) -> int:
         """Reads of an order just placed answered 404 during a fault: the runner could not
-        project it within the consistency timeout (a stale read; a 404 problem does not
-        carry the ``Stale-Read`` header)."""
+        project it within the consistency timeout (a stale read, which says so)."""
         return sum(1 for a in self.answers if a.what == "redis-query" and a.status == 404)
 
     async def first(self, check: Callable[[Answer], bool], after: float, timeout: float) -> Answer:
@@ -183,6 +194,10 @@ class Load:
                 answer,
                 dict(statuses),
             )
+            if stale and not self.during(answer, self.emptied):
+                # "Not there yet", which the client must be able to tell.
+                assert answer.stale, answer
+                assert answer.problem, answer
             if answer.status == 503:
                 assert answer.problem, answer
 
@@ -323,8 +338,8 @@ async def test_postgres_cut_off_under_load(
     with TcpProxy(*upstream(postgres_url)) as proxy:
         proxied = service_env(
             base_env,
-            events=f"{through(proxy, postgres_url)}?schema={pg_schema}",
-            read=f"{through(proxy, postgres_url)}?schema={pg_read_schema}",
+            events=f"{through(proxy, postgres_url)}?schema={pg_schema}&{PG_TIMEOUTS}",
+            read=f"{through(proxy, postgres_url)}?schema={pg_read_schema}&{PG_TIMEOUTS}",
             redis=redis,
         )
         server = await started(proxied)
@@ -389,7 +404,7 @@ async def test_redis_flushed_then_cut_off_under_load(
             base_env,
             events=f"{postgres_url}?schema={pg_schema}",
             read=f"{postgres_url}?schema={pg_read_schema}",
-            redis=f"{through(proxy, redis_url)}?prefix={redis_prefix}",
+            redis=f"{through(proxy, redis_url)}?prefix={redis_prefix}&{REDIS_TIMEOUT}",
         )
         server = await started(env)
         try:
@@ -425,7 +440,7 @@ async def test_redis_flushed_then_cut_off_under_load(
                         else:
                             not_found += 1
                 rebuilt = time.monotonic() - flushed_at
-                load.faults.append((flushed_at, flushed_at + rebuilt))
+                load.emptied.append((flushed_at, flushed_at + rebuilt))
                 reset = await outage(load, proxy, "reset", "redis-query")
                 blackhole = await outage(load, proxy, "blackhole", "redis-query")
             finally:
