@@ -12,16 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Final, cast
 
 import asyncpg
 
 from cqrskit._signal import Signal
+from cqrskit.messages import DomainEvent
 from cqrskit.store._arguments import check_limit, check_position
-from cqrskit.store._common import StoredRow, decode_page
+from cqrskit.store._common import StoredRow, decode_page, event_page
 from cqrskit.store._pg_listener import Listener
-from cqrskit.store.base import START, Position, RecordedEvent
+from cqrskit.store.base import START, EventPage, Position, RecordedEvent
 from cqrskit.store.serialization import EventRegistry
+
+if TYPE_CHECKING:
+    from cqrskit.store._pg_schema import Connection
 
 _log = logging.getLogger("cqrskit.store.postgres")
 
@@ -51,6 +56,8 @@ class _GlobalReads:
 
         def _ensure_open(self) -> None: ...
 
+        def _passed_over(self, types: object) -> list[str] | None: ...
+
     held_back_warning = 10.0
     """Seconds a waiter sees committed events held back by an older open transaction
     before it logs a warning naming that transaction (and again every as many seconds)."""
@@ -62,6 +69,14 @@ class _GlobalReads:
             f"SELECT {COLUMNS} FROM {schema}.events "
             f"WHERE (transaction_id, global_position) > ($1::xid8, $2) AND {readable} "
             "ORDER BY transaction_id, global_position LIMIT $3"
+        )
+        # The payloads of the events passed over are not even sent: NULL marks them (both
+        # columns are NOT NULL).
+        passed_over = "event_type = ANY($4::text[])"
+        self._sql_read_some = self._sql_read_all.replace(
+            "data, metadata,",
+            f"CASE WHEN {passed_over} THEN NULL ELSE data END, "
+            f"CASE WHEN {passed_over} THEN NULL ELSE metadata END,",
         )
         self._sql_head = (
             f"SELECT transaction_id, global_position FROM {schema}.events WHERE {readable} "
@@ -76,21 +91,48 @@ class _GlobalReads:
     def _recorded(self, rows: list[asyncpg.Record], *, strict: bool) -> list[RecordedEvent]:
         return decode_page(self.registry, cast("list[StoredRow]", rows), strict=strict)
 
+    def _page(
+        self, rows: list[asyncpg.Record], after: Position, passed_over: list[str] | None
+    ) -> EventPage:
+        return event_page(
+            self.registry,
+            cast("list[StoredRow]", rows),
+            after,
+            filtered=passed_over is not None,
+        )
+
+    async def _fetch(
+        self,
+        conn: Connection,
+        after: Position,
+        limit: int,
+        passed_over: list[str] | None,
+    ) -> list[asyncpg.Record]:
+        if passed_over is None:
+            return await conn.fetch(self._sql_read_all, after.commit, after.seq, limit)
+        return await conn.fetch(self._sql_read_some, after.commit, after.seq, limit, passed_over)
+
     async def read_all(
-        self, after: Position | str = START, limit: int = 1000
-    ) -> list[RecordedEvent]:
+        self,
+        after: Position | str = START,
+        limit: int = 1000,
+        *,
+        types: Collection[type[DomainEvent]] | None = None,
+    ) -> EventPage:
         """Up to ``limit`` readable events after ``after`` (a position or a consistency
         token), ordered by transaction id, then global position.
 
         Events of transactions at or after the oldest transaction still running are held
         back until it ends, so none can later appear behind a position returned here.
+        With ``types``, the payloads of the other events are not sent.
         """
         self._ensure_open()
         after = check_position(after)
         check_limit(limit)
+        passed_over = self._passed_over(types)
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(self._sql_read_all, after.commit, after.seq, limit)
-        return self._recorded(rows, strict=False)
+            rows = await self._fetch(conn, after, limit, passed_over)
+        return self._page(rows, after, passed_over)
 
     async def head(self) -> Position:
         """The position of the last readable event (``START`` when there is none)."""
@@ -110,19 +152,32 @@ class _GlobalReads:
         return await self._when_readable(check_position(after), timeout, None) is not None
 
     async def next_events(
-        self, after: Position | str, limit: int = 1000, *, timeout: float
-    ) -> list[RecordedEvent]:
+        self,
+        after: Position | str,
+        limit: int = 1000,
+        *,
+        timeout: float,
+        types: Collection[type[DomainEvent]] | None = None,
+    ) -> EventPage:
         """Up to ``limit`` events after ``after`` once one is readable, waiting up to
-        ``timeout`` (woken as :meth:`wait_for_events` is); ``[]`` when none became readable.
+        ``timeout`` (woken as :meth:`wait_for_events` is); an empty page when none became
+        readable. ``types`` as for :meth:`read_all`.
 
         A wake-up costs one query that returns the events themselves, not a check followed
         by a read: a round trip less between an append and a live projection.
         """
-        rows = await self._when_readable(check_position(after), timeout, check_limit(limit))
-        return self._recorded(rows, strict=False) if rows else []
+        after = check_position(after)
+        limit = check_limit(limit)
+        passed_over = self._passed_over(types)
+        rows = await self._when_readable(after, timeout, limit, passed_over)
+        return self._page(rows or [], after, passed_over)
 
     async def _when_readable(
-        self, after: Position, timeout: float, limit: int | None
+        self,
+        after: Position,
+        timeout: float,
+        limit: int | None,
+        passed_over: list[str] | None = None,
     ) -> list[asyncpg.Record] | None:
         """Wait until an event after ``after`` is readable; ``None`` on timeout. Then the
         first ``limit`` readable rows, or no rows (``[]``) when ``limit`` is ``None``."""
@@ -137,7 +192,7 @@ class _GlobalReads:
             woken = self._wakeups.current()
             async with self._pool.acquire() as conn:
                 if limit is not None:
-                    rows = await conn.fetch(self._sql_read_all, after.commit, after.seq, limit)
+                    rows = await self._fetch(conn, after, limit, passed_over)
                     if rows:
                         return rows
                 # Null: nothing after the position; false: committed but held back.
