@@ -1,5 +1,5 @@
 """The event-store contract suite: one base class, bound once per backend, made of themed
-parts (appends, reads, bad input) in the modules beside this one."""
+parts (appends, reads, reads of some event types, bad input) in the modules beside this one."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from cqrskit._store_contract_appends import _AppendContract
 from cqrskit._store_contract_input import BadInputContract
 from cqrskit._store_contract_kit import StoreOpener, contract_registry
 from cqrskit._store_contract_reads import _ReadContract
+from cqrskit._store_contract_types import _TypesContract
 from cqrskit.store.base import EventStore
 
 
-class EventStoreContract(_AppendContract, _ReadContract, BadInputContract):
+class EventStoreContract(_AppendContract, _ReadContract, _TypesContract, BadInputContract):
     """What every event store must do. Bind it once per backend::
 
     class TestMyStore(EventStoreContract):

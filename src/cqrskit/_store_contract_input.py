@@ -82,12 +82,12 @@ def _idempotency(idempotency: Any) -> Call:
     return lambda store, stream: store.append(stream, [_ok()], idempotency=idempotency)
 
 
-def _read_all(after: Any = START, limit: Any = 10) -> Call:
-    return lambda store, _stream: store.read_all(after, limit)
+def _read_all(after: Any = START, limit: Any = 10, types: Any = None) -> Call:
+    return lambda store, _stream: store.read_all(after, limit, types=types)
 
 
-def _next_events(after: Any = START, limit: Any = 10) -> Call:
-    return lambda store, _stream: store.next_events(after, limit, timeout=0)
+def _next_events(after: Any = START, limit: Any = 10, types: Any = None) -> Call:
+    return lambda store, _stream: store.next_events(after, limit, timeout=0, types=types)
 
 
 def _read_stream(stream_id: Any, from_version: Any = 1) -> Call:
@@ -163,6 +163,13 @@ BAD_CALLS = [
     _bad("next-limit-float", _next_events(limit=2.0), TypeError, "limit must be an int"),
     _bad("next-after-malformed", _next_events("x"), ValueError, "not a consistency token"),
     _bad("next-after-int", _next_events(5), TypeError, "after must be a Position"),
+    # types: None or a collection of DomainEvent classes (not names)
+    _bad("types-name", _read_all(types="contract.Noted"), TypeError, "collection of event"),
+    _bad("types-names", _read_all(types=["contract.Noted"]), TypeError, "DomainEvent subclass"),
+    _bad("types-event", _read_all(types=[_ok()]), TypeError, "DomainEvent subclasses"),
+    _bad("types-class", _read_all(types=[str]), TypeError, "DomainEvent subclasses"),
+    _bad("types-one", _read_all(types=Measured), TypeError, "collection of event classes"),
+    _bad("next-types-name", _next_events(types="x"), TypeError, "collection of event classes"),
     # read_stream: a stream id as above; from_version an int in 1 .. 2**63-1
     _bad("from-zero", _read_stream("s-1", 0), ValueError, "from_version must be a stream"),
     _bad("from-negative", _read_stream("s-1", -1), ValueError, "from_version must be a stream"),

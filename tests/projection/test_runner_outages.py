@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from cqrskit.messages import DomainEvent
 from cqrskit.projection import FailurePolicy, ProjectionRunner
 from cqrskit.projection.testing import MemoryHarness, append_ticks, tick_registry
 from cqrskit.readstore import MemoryReadStore
 from cqrskit.readstore.base import ProjectionSpec
-from cqrskit.store import START, MemoryEventStore, Position, RecordedEvent
+from cqrskit.store import START, EventPage, MemoryEventStore, Position
 
 
 def _refused() -> ConnectionRefusedError:
@@ -29,12 +30,16 @@ class FlakyEvents(MemoryEventStore):
     failures = 0
 
     async def read_all(
-        self, after: Position | str = START, limit: int = 1000
-    ) -> list[RecordedEvent]:
+        self,
+        after: Position | str = START,
+        limit: int = 1000,
+        *,
+        types: Collection[type[DomainEvent]] | None = None,
+    ) -> EventPage:
         if self.failures > 0:
             self.failures -= 1
             raise _refused()
-        return await super().read_all(after, limit)
+        return await super().read_all(after, limit, types=types)
 
 
 class FlakyReadStore(MemoryReadStore):

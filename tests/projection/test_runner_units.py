@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
+from cqrskit.messages import DomainEvent
 from cqrskit.projection import (
     FailurePolicy,
     PostgresLeases,
@@ -26,7 +27,7 @@ from cqrskit.projection.testing import (
 from cqrskit.readstore import MemoryReadStore, MemoryUnitOfWork
 from cqrskit.readstore._postgres import lock_key, numbered
 from cqrskit.readstore.sql import check_name
-from cqrskit.store import START, MemoryEventStore, Position, RecordedEvent
+from cqrskit.store import START, EventPage, MemoryEventStore, Position, RecordedEvent
 
 
 def test_placeholders_are_numbered_outside_quotes() -> None:
@@ -115,10 +116,16 @@ class _BusyStore(MemoryEventStore):
 
     busy = True
 
-    async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
+    async def read_all(
+        self,
+        after: Position | str = START,
+        limit: int = 1000,
+        *,
+        types: Collection[type[DomainEvent]] | None = None,
+    ) -> EventPage:
         if self.busy:
             await self.append("busy", [Ticked() for _ in range(limit)])
-        return await super().read_all(after, limit)
+        return await super().read_all(after, limit, types=types)
 
 
 async def test_rebuild_switches_under_a_load_that_keeps_batches_full() -> None:
@@ -195,11 +202,17 @@ class _FlakyStore(MemoryEventStore):
 
     failures = 2
 
-    async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
+    async def read_all(
+        self,
+        after: Position | str = START,
+        limit: int = 1000,
+        *,
+        types: Collection[type[DomainEvent]] | None = None,
+    ) -> EventPage:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("event store unavailable")
-        return await super().read_all(after, limit)
+        return await super().read_all(after, limit, types=types)
 
 
 async def test_store_errors_outside_handling_restart_from_the_checkpoint() -> None:

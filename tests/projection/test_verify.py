@@ -199,7 +199,7 @@ class VerifyContract:
             def __getattr__(self, name: str) -> Any:
                 return getattr(events, name)
 
-            async def read_all(self, after: Any, limit: int = 1000) -> Any:
+            async def read_all(self, after: Any, limit: int = 1000, **options: Any) -> Any:
                 reading.set()
                 await never.wait()
 

@@ -53,7 +53,15 @@ class _BatchApplier:
         events: Sequence[RecordedEvent],
         checkpoint: Position,
         switch: bool,
+        *,
+        end: Position | None = None,
+        passed_over: int = 0,
     ) -> Position:
+        """Apply ``events`` after ``checkpoint`` and commit the checkpoint at ``end`` (the
+        last event's position by default): where the read that found them reached, past
+        the ``passed_over`` events of types the projection does not handle."""
+        if end is None:
+            end = events[-1].position if events else checkpoint
         # An event the projection would consume but that could not be decoded fails on
         # its own, like an event its handler fails on; the events before and after it go
         # on in batches.
@@ -62,7 +70,7 @@ class _BatchApplier:
                 checkpoint = await self._apply(projection, events[:bad], checkpoint, False)
             checkpoint = await self._apply_single(projection, events[bad], checkpoint)
             events = events[bad + 1 :]
-            if not events and not switch:
+            if not events and not switch and checkpoint == end:
                 return checkpoint
         handled = [
             e
@@ -74,8 +82,8 @@ class _BatchApplier:
             async with self.store.transaction(projection, checkpoint) as tx:
                 if handled:
                     await projection.handle(handled, tx.uow)
-                if events:
-                    tx.advance_to(events[-1].position)
+                if end != checkpoint:
+                    tx.advance_to(end)
                 if switch:
                     tx.go_live()
         except CheckpointConflict as exc:
@@ -89,9 +97,12 @@ class _BatchApplier:
                 projection.version,
                 exc,
             )
-            return await self._apply_one_by_one(projection, events, checkpoint, switch)
-        self._count(projection, len(events), time.perf_counter() - started)
-        return events[-1].position if events else checkpoint
+            checkpoint = await self._apply_one_by_one(projection, events, checkpoint, switch, end)
+            # Its events were counted one by one; those passed over are counted here.
+            self.runner.metrics.events_processed.labels(projection.name).inc(passed_over)
+            return checkpoint
+        self._count(projection, len(events) + passed_over, time.perf_counter() - started)
+        return end
 
     def _count(self, projection: Projection[Any], events: int, seconds: float) -> None:
         metrics = self.runner.metrics
@@ -104,18 +115,19 @@ class _BatchApplier:
         events: Sequence[RecordedEvent],
         checkpoint: Position,
         switch: bool,
+        end: Position,
     ) -> Position:
         for event in events:
             if _handles(projection, event):
                 checkpoint = await self._apply_single(projection, event, checkpoint)
-        if (events and checkpoint != events[-1].position) or switch:
+        if checkpoint != end or switch:
             # Events after the last handled one (or the switch) still need committing.
             async with self.store.transaction(projection, checkpoint) as tx:
-                if events:
-                    tx.advance_to(events[-1].position)
+                if checkpoint != end:
+                    tx.advance_to(end)
                 if switch:
                     tx.go_live()
-            checkpoint = events[-1].position if events else checkpoint
+            checkpoint = end
         return checkpoint
 
     async def _apply_single(

@@ -18,13 +18,18 @@ from cqrskit.store.base import START, EventStore, RecordedEvent
 T = TypeVar("T")
 
 
-async def _all_events(events: EventStore, page: int) -> list[RecordedEvent]:
-    recorded: list[RecordedEvent] = []
+async def _handled_events(
+    events: EventStore, projection: Projection[Any], page: int
+) -> list[RecordedEvent]:
+    """Every event ``projection`` handles, read as the runner reads them."""
+    handled: list[RecordedEvent] = []
+    after = START
     while True:
-        more = await events.read_all(recorded[-1].position if recorded else START, page)
-        recorded += more
-        if len(more) < page:
-            return recorded
+        more = await events.read_all(after, page, types=projection.handles)
+        handled += [e for e in more if projection.handles_event(e)]
+        if more.scanned < page:
+            return handled
+        after = more.end
 
 
 def _checked_runner(events: EventStore, batch_size: int) -> ProjectionRunner:
@@ -104,7 +109,7 @@ async def check_projection(
 
         store = stores[1]
         projection = make_projection(1)
-        handled = [e for e in await _all_events(events, large) if projection.handles_event(e)]
+        handled = await _handled_events(events, projection, large)
         for replay in (handled, handled[len(handled) // 2 :]):
             for start in range(0, len(replay), large):
                 # No checkpoint move: just the projection's effects, applied a second time.

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cqrskit.messages import DomainEvent
 from cqrskit.projection._failures import (
     _CheckpointVanished,
     _Faulted,
@@ -22,7 +23,7 @@ from cqrskit.projection._failures import (
 from cqrskit.projection.base import Projection, ProjectionState, RebuildProgress
 from cqrskit.projection.leases import Lease
 from cqrskit.readstore.base import ReadStore
-from cqrskit.store.base import START, EventStore, Position, RecordedEvent
+from cqrskit.store.base import START, EventPage, EventStore, Position, RecordedEvent
 
 if TYPE_CHECKING:
     from cqrskit.projection.runner import ProjectionRunner
@@ -43,28 +44,37 @@ class _Prefetcher:
 
     Catching up then costs about max(read, write) per batch rather than their sum. A
     prefetched batch is used only if the checkpoint ended exactly where it starts.
+    Batches hold only events of the types the projection handles: the store passes over
+    the others without decoding them (a batch covers ``batch_size`` stored events all the
+    same, and ends where its read reached).
     """
 
-    def __init__(self, events: EventStore, batch_size: int) -> None:
+    def __init__(
+        self, events: EventStore, batch_size: int, types: tuple[type[DomainEvent], ...]
+    ) -> None:
         self._events = events
         self._batch_size = batch_size
+        self._types = types
         self._after: Position | None = None
-        self._next: asyncio.Task[list[RecordedEvent]] | None = None
+        self._next: asyncio.Task[EventPage] | None = None
 
-    async def read(self, after: Position) -> list[RecordedEvent]:
+    async def read(self, after: Position) -> EventPage:
         try:
             if self._next is not None and self._after == after:
                 task, self._next = self._next, None
-                events = await task
+                page = await task
             else:
                 self.cancel()
-                events = await self._events.read_all(after, self._batch_size)
+                page = await self._read(after)
         except Exception as exc:
             raise _StoreFailed("event store", exc) from exc
-        if len(events) == self._batch_size:
-            self._after = events[-1].position
-            self._next = asyncio.create_task(self._events.read_all(self._after, self._batch_size))
-        return events
+        if page.scanned == self._batch_size:
+            self._after = page.end
+            self._next = asyncio.create_task(self._read(page.end))
+        return page
+
+    def _read(self, after: Position) -> Coroutine[Any, Any, EventPage]:
+        return self._events.read_all(after, self._batch_size, types=self._types)
 
     def cancel(self) -> None:
         if self._next is not None:
@@ -116,6 +126,9 @@ class _Loop:
             events: Sequence[RecordedEvent],
             checkpoint: Position,
             switch: bool,
+            *,
+            end: Position | None = None,
+            passed_over: int = 0,
         ) -> Position: ...
 
     # -- the loop --------------------------------------------------------------------
@@ -140,7 +153,7 @@ class _Loop:
         if main:
             self.checkpoint = checkpoint
             self.state = ProjectionState.REBUILDING if plan else ProjectionState.CATCHING_UP
-        reader = _Prefetcher(event_store, self.runner.batch_size)
+        reader = _Prefetcher(event_store, self.runner.batch_size, projection.handles)
         try:
             await self._loop(projection, lease, stop, plan, checkpoint, progress, reader)
         finally:
@@ -157,22 +170,31 @@ class _Loop:
         reader: _Prefetcher,
     ) -> None:
         main = projection is self.projection
-        arrived: list[RecordedEvent] = []  # what waiting live returned: the next batch
+        arrived: EventPage | None = None  # what waiting live returned: the next batch
         while not stop.is_set():
             if lease.lost.is_set():
                 raise _LeaseLost
             # Yield once per batch: with in-memory stores nothing else would, starving
             # every other task (other projections, queries) during a long catch-up.
             await asyncio.sleep(0)
-            if arrived:
-                events, arrived = arrived, []
+            if arrived is not None and arrived.scanned:
+                page, arrived = arrived, None
             else:
-                events = await reader.read(checkpoint)
-            caught_up = len(events) < self.runner.batch_size
+                page = await reader.read(checkpoint)
+            caught_up = page.scanned < self.runner.batch_size
             switch = plan is not None and caught_up
-            if events or switch:
+            if page.scanned or switch:
                 try:
-                    checkpoint = await self._apply(projection, events, checkpoint, switch)
+                    # Past the events of other types too: a reader waiting for a position
+                    # made only of them (read-your-writes) sees this projection reach it.
+                    checkpoint = await self._apply(
+                        projection,
+                        page,
+                        checkpoint,
+                        switch,
+                        end=page.end,
+                        passed_over=page.scanned - len(page),
+                    )
                 except _Stopping:
                     return
                 except _Faulted as fault:
@@ -189,7 +211,7 @@ class _Loop:
                     continue
             if not main:
                 if caught_up:
-                    waited = await self._next_events(checkpoint, stop, lease)
+                    waited = await self._next_events(checkpoint, stop, lease, projection)
                     if waited is None:
                         return
                     arrived = waited
@@ -203,7 +225,7 @@ class _Loop:
             self.checkpoint = checkpoint
             if progress is not None:
                 built = switch or (plan is None and caught_up)
-                await self._report(progress, len(events), checkpoint, finished=built)
+                await self._report(progress, page.scanned, checkpoint, finished=built)
                 if built:
                     progress = None
             if switch:
@@ -212,15 +234,15 @@ class _Loop:
                 plan, progress = None, None
                 log.info("%s v%d is live", projection.name, projection.version)
                 await done()
-            await self._measure(events, checkpoint, caught_up)
+            await self._measure(page, checkpoint, caught_up)
             if caught_up and plan is None and await self._rebuild_requested():
                 raise _RebuildRequested
             if caught_up:
                 self.state = ProjectionState.LIVE
-                waited = await self._next_events(checkpoint, stop, lease)
+                waited = await self._next_events(checkpoint, stop, lease, projection)
                 if waited is None:
                     return
-                if not waited and await self._vanished(projection):
+                if not waited.scanned and await self._vanished(projection):
                     raise _CheckpointVanished
                 arrived = waited
             elif plan is None:
@@ -244,13 +266,16 @@ class _Loop:
         return live is None or checkpoint >= live
 
     async def _next_events(
-        self, after: Position, stop: asyncio.Event, lease: Lease
-    ) -> list[RecordedEvent] | None:
-        """The next batch once events arrive (``[]`` after ``idle_wait`` without any);
-        ``None`` when asked to stop first. Raises :class:`_LeaseLost` if the lease went."""
+        self, after: Position, stop: asyncio.Event, lease: Lease, projection: Projection[Any]
+    ) -> EventPage | None:
+        """The next batch once events (of any type) arrive, an empty page after
+        ``idle_wait`` without any; ``None`` when asked to stop first. Raises
+        :class:`_LeaseLost` if the lease went."""
         runner = self.runner
         reading = asyncio.create_task(
-            runner.event_store.next_events(after, runner.batch_size, timeout=runner.idle_wait)
+            runner.event_store.next_events(
+                after, runner.batch_size, timeout=runner.idle_wait, types=projection.handles
+            )
         )
         waiters = [
             reading,
@@ -312,8 +337,10 @@ class _Loop:
         else:
             head = await self._head()
             self.events_behind = max(0, head.seq - checkpoint.seq)
-            newest = events[-1].recorded_at
-            self.seconds_behind = max(0.0, (datetime.now(UTC) - newest).total_seconds())
+            # A batch of only other types' events keeps the last age measured.
+            if events:
+                newest = events[-1].recorded_at
+                self.seconds_behind = max(0.0, (datetime.now(UTC) - newest).total_seconds())
         metrics = self.runner.metrics
         metrics.lag_events.labels(self.name).set(self.events_behind)
         metrics.lag_seconds.labels(self.name).set(self.seconds_behind)

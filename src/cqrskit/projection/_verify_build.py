@@ -91,9 +91,10 @@ async def build_until(
 ) -> None:
     """Project the events after the version's checkpoint up to exactly ``until``.
 
-    Like the runner: one transaction per page, guarded by the checkpoint; a page that
-    fails is applied again one event at a time, and an event that still fails (or could
-    not be decoded) is parked in this version. Meant for a version no runner follows.
+    Like the runner: pages of the types the projection handles, one transaction per
+    page, guarded by the checkpoint; a page that fails is applied again one event at a
+    time, and an event that still fails (or could not be decoded) is parked in this
+    version. Meant for a version no runner follows.
     """
     checkpoint = await store.checkpoint(projection.name, projection.version)
     if checkpoint is None:
@@ -101,13 +102,15 @@ async def build_until(
     if checkpoint > until:
         raise VerifyError(f"{projection!r} is already past {until}")
     while checkpoint < until:
-        page = await event_store.read_all(checkpoint, batch_size)
-        events = [e for e in page if e.position <= until]
-        if not events:
+        page = await event_store.read_all(checkpoint, batch_size, types=projection.handles)
+        if not page.scanned:
             return
-        await _apply(store, projection, events, checkpoint)
-        checkpoint = events[-1].position
-        if len(events) < len(page):
+        # The page may reach past ``until``: the events up to it are all it needs.
+        end = min(page.end, until)
+        events = [e for e in page if e.position <= end]
+        await _apply(store, projection, events, checkpoint, end)
+        checkpoint = end
+        if page.scanned < batch_size:
             return
 
 
@@ -116,6 +119,7 @@ async def _apply(
     projection: Projection[Any],
     events: Sequence[RecordedEvent],
     checkpoint: Position,
+    end: Position,
 ) -> None:
     # As the runner decides: an undecodable event concerns only the projections that
     # consume its registered type (every projection, for an unknown type).
@@ -126,7 +130,7 @@ async def _apply(
                 raise _Undecodable
             if handled:
                 await projection.handle(handled, tx.uow)
-            tx.advance_to(events[-1].position)
+            tx.advance_to(end)
         return
     except CheckpointConflict:
         raise
@@ -148,9 +152,9 @@ async def _apply(
             tx.park(event, error, 1)
             tx.advance_to(event.position)
         checkpoint = event.position
-    if checkpoint != events[-1].position:
+    if checkpoint != end:
         async with store.transaction(projection, checkpoint) as tx:
-            tx.advance_to(events[-1].position)
+            tx.advance_to(end)
 
 
 class _Undecodable(Exception):

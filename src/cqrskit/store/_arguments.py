@@ -9,7 +9,7 @@ value no store can take is a ``ValueError``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Final
 
 from cqrskit.messages import DomainEvent, Message
@@ -26,6 +26,7 @@ __all__ = [
     "check_idempotency",
     "check_limit",
     "check_position",
+    "check_types",
 ]
 
 MAX_INT64: Final = 2**63 - 1
@@ -166,6 +167,20 @@ def check_position(after: object) -> Position:
     if not (0 <= commit <= MAX_INT64 and 0 <= seq <= MAX_INT64):
         raise ValueError(f"a position's commit and seq must be from 0 to 2**63-1, got {after!r}")
     return after
+
+
+def check_types(types: object) -> tuple[type[DomainEvent], ...] | None:
+    """``types`` as a tuple, if it is ``None`` or a collection of event classes."""
+    if types is None:
+        return None
+    if isinstance(types, str | bytes | Mapping) or not isinstance(types, Collection):
+        raise TypeError(f"types must be a collection of event classes, got {describe(types)}")
+    for kind in types:
+        if not (isinstance(kind, type) and issubclass(kind, DomainEvent)):
+            raise TypeError(
+                f"types must hold DomainEvent subclasses, got {describe(kind)} ({_shown(kind)})"
+            )
+    return tuple(types)
 
 
 def describe(value: object) -> str:

@@ -7,7 +7,7 @@ import gc
 import re
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -24,10 +24,12 @@ from cqrskit.store._arguments import (
     check_idempotency,
     check_limit,
     check_position,
+    check_types,
 )
 from cqrskit.store.base import (
     ANY,
     AppendResult,
+    EventPage,
     Idempotency,
     Position,
     RecordedEvent,
@@ -110,25 +112,42 @@ class EventStoreBase(ABC):
         return encoded
 
     async def next_events(
-        self, after: Position | str, limit: int = 1000, *, timeout: float
-    ) -> list[RecordedEvent]:
+        self,
+        after: Position | str,
+        limit: int = 1000,
+        *,
+        timeout: float,
+        types: Collection[type[DomainEvent]] | None = None,
+    ) -> EventPage:
         """Up to ``limit`` events after ``after`` (a position or a consistency token) once
-        one is readable, waiting up to ``timeout``; ``[]`` when none became readable in
-        time."""
+        one is readable, waiting up to ``timeout``; an empty page when none became
+        readable in time. ``types`` as for :meth:`read_all`."""
         after = check_position(after)
         check_limit(limit)
+        check_types(types)
         if not await self.wait_for_events(after, timeout):
-            return []
-        return await self.read_all(after, limit)
+            return EventPage(end=after, scanned=0)
+        return await self.read_all(after, limit, types=types)
 
     @abstractmethod
     async def wait_for_events(self, after: Position | str, timeout: float) -> bool:
         """Wait until an event after ``after`` is readable; false when ``timeout`` ran out."""
 
     @abstractmethod
-    async def read_all(self, after: Position | str, limit: int = 1000) -> list[RecordedEvent]:
+    async def read_all(
+        self,
+        after: Position | str,
+        limit: int = 1000,
+        *,
+        types: Collection[type[DomainEvent]] | None = None,
+    ) -> EventPage:
         """Up to ``limit`` events after ``after`` (a position or a consistency token) in
-        global order."""
+        global order; of ``types`` only, when given."""
+
+    def _passed_over(self, types: object) -> list[str] | None:
+        """The stored type names a read of ``types`` passes over (``None``: none)."""
+        checked = check_types(types)
+        return None if checked is None else self.registry._names_outside(checked)
 
     @abstractmethod
     async def _append(
@@ -298,6 +317,28 @@ def decode_page(
             set_recorded(recorded, raw)
             append(recorded)
     return page
+
+
+def event_page(
+    registry: EventRegistry,
+    rows: Sequence[StoredRow],
+    after: Position,
+    recorded_at: Callable[[Any], datetime] | None = None,
+    *,
+    filtered: bool = False,
+) -> EventPage:
+    """``read_all``'s page of ``rows``, the stored events it covered after ``after``.
+
+    When ``filtered``, rows whose data is ``None`` are the events the read passes over
+    (the backend left their payloads out): they are not decoded, but the page still ends
+    at the last row.
+    """
+    if not rows:
+        return EventPage(end=after, scanned=0)
+    last = rows[-1]
+    wanted = [r for r in rows if r[6] is not None] if filtered else rows
+    events = decode_page(registry, wanted, recorded_at, strict=False) if wanted else ()
+    return EventPage(events, end=_position(last[2], last[3]), scanned=len(rows))
 
 
 # A JSON \u0000 escape not itself escaped (an odd run of backslashes before "u0000").

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Protocol, Self, runtime_checkable
@@ -16,6 +16,7 @@ __all__ = [
     "NO_STREAM",
     "START",
     "AppendResult",
+    "EventPage",
     "EventStore",
     "Idempotency",
     "Position",
@@ -119,6 +120,31 @@ class RecordedEvent:
     recorded_at: datetime
 
 
+class EventPage(list[RecordedEvent]):
+    """What ``read_all`` and ``next_events`` return: the events read, in global order (it
+    is a list of them), and how far the read reached in the store.
+
+    A read covers up to ``limit`` stored events; with ``types`` it returns only those of
+    the types asked for, so ``end`` and ``scanned`` are how a reader learns where to go
+    on from, and whether it has reached the last readable event, when few or none of the
+    events it covered were returned.
+    """
+
+    __slots__ = ("end", "scanned")
+
+    end: Position
+    """The position of the last stored event the read covered, returned or passed over
+    (``after`` when it covered none): where the next read goes on from."""
+    scanned: int
+    """How many stored events the read covered: fewer than ``limit`` when it reached the
+    last readable event."""
+
+    def __init__(self, events: Iterable[RecordedEvent] = (), *, end: Position, scanned: int):
+        super().__init__(events)
+        self.end = end
+        self.scanned = scanned
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """An aggregate's state at a stream version, so loading can skip earlier events."""
@@ -182,8 +208,12 @@ class EventStore(Protocol):
         ...
 
     async def read_all(
-        self, after: Position | str = START, limit: int = 1000
-    ) -> list[RecordedEvent]:
+        self,
+        after: Position | str = START,
+        limit: int = 1000,
+        *,
+        types: Collection[type[DomainEvent]] | None = None,
+    ) -> EventPage:
         """Up to ``limit`` events after ``after`` in global order.
 
         ``after`` is a :class:`Position` or a consistency token (``str(position)``, as
@@ -192,6 +222,13 @@ class EventStore(Protocol):
         returned. An event that cannot be decoded is returned in its place, with an
         :class:`~cqrskit.store.UndecodableEvent` (stored form and error) as its ``event``,
         so that one bad event fails only itself.
+
+        ``types`` (event classes) reads only the events of those classes and their
+        registered subclasses: the read still covers the next ``limit`` stored events,
+        but the others are neither decoded nor (on SQLite and PostgreSQL) their payloads
+        fetched, and the page's :attr:`~EventPage.end` tells how far it reached. An event
+        whose stored type the registry does not know is returned all the same (as an
+        ``UndecodableEvent``): whether it is of those types cannot be told.
         """
         ...
 
@@ -205,13 +242,20 @@ class EventStore(Protocol):
         ...
 
     async def next_events(
-        self, after: Position | str, limit: int = 1000, *, timeout: float
-    ) -> list[RecordedEvent]:
-        """What ``read_all(after, limit)`` returns once an event after ``after`` is readable,
-        waiting up to ``timeout`` for one; ``[]`` when none became readable in time.
+        self,
+        after: Position | str,
+        limit: int = 1000,
+        *,
+        timeout: float,
+        types: Collection[type[DomainEvent]] | None = None,
+    ) -> EventPage:
+        """What ``read_all(after, limit, types=types)`` returns once an event after
+        ``after`` is readable, waiting up to ``timeout`` for one; an empty page ending at
+        ``after`` when none became readable in time.
 
         A live reader's loop in one call, which a backend may serve in fewer round trips
-        than waiting and then reading.
+        than waiting and then reading. With ``types``, any readable event ends the wait,
+        so the page may hold no events but end further on.
         """
         ...
 

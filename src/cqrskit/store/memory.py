@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from cqrskit.messages import DomainEvent
 from cqrskit.store._arguments import check_from_version, check_id, check_limit, check_position
 from cqrskit.store._common import (
     EncodedAppend,
@@ -17,6 +19,7 @@ from cqrskit.store._common import (
 from cqrskit.store.base import (
     START,
     AppendResult,
+    EventPage,
     Idempotency,
     Position,
     RecordedEvent,
@@ -135,14 +138,27 @@ class MemoryEventStore(EventStoreBase):
         return len(self.storage.streams.get(stream_id, ()))
 
     async def read_all(
-        self, after: Position | str = START, limit: int = 1000
-    ) -> list[RecordedEvent]:
+        self,
+        after: Position | str = START,
+        limit: int = 1000,
+        *,
+        types: Collection[type[DomainEvent]] | None = None,
+    ) -> EventPage:
         """Up to ``limit`` events after ``after`` (a position or a consistency token) in
-        global order."""
+        global order; with ``types``, only those of the covered events that are of them."""
         self._ensure_open()
-        start = check_position(after).seq
+        after = check_position(after)
         check_limit(limit)
-        return self._recorded(self.storage.rows[start : start + limit], strict=False)
+        passed_over = self._passed_over(types)
+        rows = self.storage.rows[after.seq : after.seq + limit]
+        if not rows:
+            return EventPage(end=after, scanned=0)
+        wanted = rows
+        if passed_over is not None:
+            names = frozenset(passed_over)
+            wanted = [r for r in rows if r.event.event_type not in names]
+        events = self._recorded(wanted, strict=False) if wanted else ()
+        return EventPage(events, end=Position(0, rows[-1].seq), scanned=len(rows))
 
     async def head(self) -> Position:
         """The position of the last event."""

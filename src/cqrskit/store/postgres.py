@@ -13,6 +13,8 @@ the idempotency key and every stream's version before its first write (so a late
 of a stream always has a larger transaction id), then inserts the rows in stream order and,
 by default, NOTIFYs listeners in the same transaction. Races end in a unique violation,
 turned into :class:`ConcurrencyError` (with the version re-read) or an idempotent replay.
+
+Reading in global order and waiting for new events is in ``store/_pg_read.py``.
 """
 
 from __future__ import annotations
@@ -27,16 +29,15 @@ import orjson
 
 from cqrskit._signal import Signal
 from cqrskit.errors import ConcurrencyError, EventStoreError
-from cqrskit.store._arguments import check_from_version, check_id, check_limit, check_position
+from cqrskit.store._arguments import check_from_version, check_id
 from cqrskit.store._common import (
     EncodedAppend,
     EventStoreBase,
-    StoredRow,
-    decode_page,
     load_result,
 )
 from cqrskit.store._connect import connecting, timeouts
 from cqrskit.store._pg_listener import CONNECTION_ERRORS, Listener
+from cqrskit.store._pg_read import COLUMNS, _GlobalReads
 from cqrskit.store._pg_schema import (
     CONNECT_ERRORS,
     SESSION_SETTINGS,
@@ -49,7 +50,6 @@ from cqrskit.store._pg_schema import (
 )
 from cqrskit.store.base import (
     ANY,
-    START,
     AppendResult,
     Idempotency,
     Position,
@@ -68,13 +68,7 @@ __all__ = ["EventStoreConnectionLost", "NotifyMode", "PostgresEventStore"]
 NotifyMode = Literal["in_transaction", "after_commit"]
 
 _ANY_RETRIES: Final = 20
-_RECHECK_FIRST: Final = 0.005
-_RECHECK_MAX: Final = 0.1
 _NOTIFY_SPACING: Final = 0.005
-_SQL_OLDEST_TRANSACTION: Final = (
-    "SELECT pid, datname, state, xact_start, left(query, 200) AS query FROM pg_stat_activity "
-    "WHERE backend_xid IS NOT NULL ORDER BY age(backend_xid) DESC LIMIT 1"
-)
 
 
 class EventStoreConnectionLost(EventStoreError):
@@ -86,7 +80,7 @@ class EventStoreConnectionLost(EventStoreError):
     """
 
 
-class PostgresEventStore(EventStoreBase):
+class PostgresEventStore(_GlobalReads, EventStoreBase):
     """Event store in a PostgreSQL schema. Open it with :meth:`open` or ``open_event_store``.
 
     A handle owns a pool of asyncpg connections and, once someone waits for events, one
@@ -98,10 +92,6 @@ class PostgresEventStore(EventStoreBase):
     let asyncpg's own errors through (``OSError``, ``asyncpg.PostgresError``,
     ``asyncpg.InterfaceError``).
     """
-
-    held_back_warning = 10.0
-    """Seconds a waiter sees committed events held back by an older open transaction
-    before it logs a warning naming that transaction (and again every as many seconds)."""
 
     def __init__(
         self,
@@ -129,28 +119,10 @@ class PostgresEventStore(EventStoreBase):
         self._sql_append = f"SELECT * FROM {s}.append_events({params})"
         self._sql_append_one = append_one_event_sql(s, keyed=False)
         self._sql_append_one_keyed = append_one_event_sql(s, keyed=True)
-        columns = (
-            "stream_id, version, transaction_id, global_position, event_type, schema_version, "
-            "data, metadata, recorded_at"
-        )
-        readable = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
-        self._sql_read_all = (
-            f"SELECT {columns} FROM {s}.events "
-            f"WHERE (transaction_id, global_position) > ($1::xid8, $2) AND {readable} "
-            "ORDER BY transaction_id, global_position LIMIT $3"
-        )
+        self._prepare_reads(s)
         self._sql_read_stream = (
-            f"SELECT {columns} FROM {s}.events WHERE stream_id = $1 AND version >= $2 "
+            f"SELECT {COLUMNS} FROM {s}.events WHERE stream_id = $1 AND version >= $2 "
             "ORDER BY version"
-        )
-        self._sql_head = (
-            f"SELECT transaction_id, global_position FROM {s}.events WHERE {readable} "
-            "ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
-        )
-        self._sql_next_readable = (
-            f"SELECT {readable} FROM {s}.events "
-            "WHERE (transaction_id, global_position) > ($1::xid8, $2) "
-            "ORDER BY transaction_id, global_position LIMIT 1"
         )
         # The last entry of the stream's index, as in the append (see SESSION_SETTINGS).
         last_version = (
@@ -444,9 +416,6 @@ class PostgresEventStore(EventStoreBase):
 
     # -- reading ------------------------------------------------------------------------
 
-    def _recorded(self, rows: list[asyncpg.Record], *, strict: bool) -> list[RecordedEvent]:
-        return decode_page(self.registry, cast("list[StoredRow]", rows), strict=strict)
-
     async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
         """The events of one stream from ``from_version`` on, in version order."""
         self._ensure_open()
@@ -466,116 +435,6 @@ class PostgresEventStore(EventStoreBase):
     async def _versions(self, stream_ids: list[str]) -> list[int]:
         async with self._pool.acquire() as conn:
             return [int(r[0]) for r in await conn.fetch(self._sql_versions, stream_ids)]
-
-    async def read_all(
-        self, after: Position | str = START, limit: int = 1000
-    ) -> list[RecordedEvent]:
-        """Up to ``limit`` readable events after ``after`` (a position or a consistency
-        token), ordered by transaction id, then global position.
-
-        Events of transactions at or after the oldest transaction still running are held
-        back until it ends, so none can later appear behind a position returned here.
-        """
-        self._ensure_open()
-        after = check_position(after)
-        check_limit(limit)
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(self._sql_read_all, after.commit, after.seq, limit)
-        return self._recorded(rows, strict=False)
-
-    async def head(self) -> Position:
-        """The position of the last readable event (``START`` when there is none)."""
-        self._ensure_open()
-        async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(self._sql_head)
-        return START if row is None else Position(row[0], row[1])
-
-    async def wait_for_events(self, after: Position | str, timeout: float) -> bool:
-        """Wait until an event after ``after`` is readable; false when ``timeout`` ran out.
-
-        Wake-ups come from LISTEN/NOTIFY over one connection this handle shares among all
-        its waiters (started by the first wait; it reconnects when lost). A committed
-        event held back by an older open transaction is re-checked at short intervals;
-        without any notification, waiters look every ``poll_interval``.
-        """
-        return await self._when_readable(check_position(after), timeout, None) is not None
-
-    async def next_events(
-        self, after: Position | str, limit: int = 1000, *, timeout: float
-    ) -> list[RecordedEvent]:
-        """Up to ``limit`` events after ``after`` once one is readable, waiting up to
-        ``timeout`` (woken as :meth:`wait_for_events` is); ``[]`` when none became readable.
-
-        A wake-up costs one query that returns the events themselves, not a check followed
-        by a read: a round trip less between an append and a live projection.
-        """
-        rows = await self._when_readable(check_position(after), timeout, check_limit(limit))
-        return self._recorded(rows, strict=False) if rows else []
-
-    async def _when_readable(
-        self, after: Position, timeout: float, limit: int | None
-    ) -> list[asyncpg.Record] | None:
-        """Wait until an event after ``after`` is readable; ``None`` on timeout. Then the
-        first ``limit`` readable rows, or no rows (``[]``) when ``limit`` is ``None``."""
-        self._ensure_open()
-        self._listener.start()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        recheck = _RECHECK_FIRST
-        held_since: float | None = None
-        while True:
-            self._ensure_open()
-            woken = self._wakeups.current()
-            async with self._pool.acquire() as conn:
-                if limit is not None:
-                    rows = await conn.fetch(self._sql_read_all, after.commit, after.seq, limit)
-                    if rows:
-                        return rows
-                # Null: nothing after the position; false: committed but held back.
-                readable = await conn.fetchval(self._sql_next_readable, after.commit, after.seq)
-            if readable:
-                if limit is None:
-                    return []
-                continue  # became readable between the two queries
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return None
-            if readable is None:
-                recheck, held_since = _RECHECK_FIRST, None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(remaining, self._poll_interval))
-            else:
-                # Committed, but an older transaction is still open: no notification will
-                # say when it ends, so look again soon, backing off.
-                now = loop.time()
-                if held_since is None:
-                    held_since = now
-                elif now - held_since >= self.held_back_warning:
-                    await self._warn_held_back(after, now - held_since)
-                    held_since = now
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(remaining, recheck))
-                recheck = min(recheck * 2, _RECHECK_MAX)
-
-    async def _warn_held_back(self, after: Position, seconds: float) -> None:
-        """Say which transaction holds readers back: while it stays open, every projection
-        waits (mechanism 3), with nothing else to show for it but a stalled checkpoint."""
-        async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(_SQL_OLDEST_TRANSACTION)
-        culprit = (
-            "it has ended meanwhile"
-            if row is None
-            else (
-                f"the oldest is pid {row['pid']} (database {row['datname']!r}, "
-                f"{row['state']}, open since {row['xact_start']}): {row['query']!r}"
-            )
-        )
-        _log.warning(
-            "events after %s have been held back for %.1fs by a transaction still open; %s",
-            after,
-            seconds,
-            culprit,
-        )
 
     # -- idempotency and snapshots ------------------------------------------------------
 

@@ -137,6 +137,12 @@ class EventRegistry:
     def __contains__(self, event_type: str) -> bool:
         return event_type in self._classes
 
+    def _names_outside(self, types: tuple[type[DomainEvent], ...]) -> list[str]:
+        """The registered names whose class is no subclass of any of ``types``: the stored
+        events a read of only ``types`` passes over. Names the registry does not know are
+        never among them (whether such an event is of ``types`` cannot be told)."""
+        return [name for name, cls in self._classes.items() if not issubclass(cls, types)]
+
     def class_for(self, event_type: str) -> type[DomainEvent]:
         """The class registered for ``event_type``; :class:`UnknownEventType` if none."""
         try:
