@@ -862,9 +862,28 @@ def _scenarios(quick: bool) -> list[Scenario]:
     ]
 
 
+def _key(scenario: Scenario) -> str:
+    """A short name for ``--only``: append1, append16, batch10, read_all, load10, ..."""
+    if scenario.kind == "append":
+        return f"append{scenario.writers}" if scenario.batch == 1 else f"batch{scenario.batch}"
+    if scenario.kind == "load":
+        return f"load{scenario.size}"
+    return scenario.kind
+
+
+def _selected(scenarios: list[Scenario], only: str | None) -> list[Scenario]:
+    if not only:
+        return scenarios
+    wanted = {name.strip() for name in only.split(",") if name.strip()}
+    known = {_key(s) for s in scenarios}
+    if unknown := wanted - known:
+        raise SystemExit(f"--only: unknown {sorted(unknown)}; known: {sorted(known)}")
+    return [s for s in scenarios if _key(s) in wanted]
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()
-    scenarios = _scenarios(args.quick)
+    scenarios = _selected(_scenarios(args.quick), args.only)
     read_events = 2_000 if args.quick else 20_000
     backends: list[Backend] = []
     if args.backend in ("sqlite", "both"):
@@ -877,7 +896,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         rows += await run_backend(backend, scenarios, args.rounds, args.seconds, read_events)
         durability[backend.name] = backend.durability
     plans = None
-    if args.backend in ("postgres", "both"):
+    if args.backend in ("postgres", "both") and not args.no_plans:
         phase, table = (200, 3_000) if args.quick else (5_000, 60_000)
         plans = await plan_stability(args.url, args.rounds, phase, table)
     print("durability:")
@@ -927,6 +946,20 @@ def _arguments() -> argparse.Namespace:
         "--quick", action="store_true", help="smoke run: 1 round, tiny sizes, no JSON written"
     )
     parser.add_argument("--no-json", action="store_true", help="do not write the results file")
+    parser.add_argument(
+        "--json", type=Path, default=RESULTS, help=f"where the results go (default {RESULTS})"
+    )
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help=(
+            "comma-separated scenarios to run (append1, append4, append16, append64, batch10, "
+            "batch100, read_all, load10, load1000); all by default"
+        ),
+    )
+    parser.add_argument(
+        "--no-plans", action="store_true", help="skip the plan-stability section (PostgreSQL)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds, args.no_json = 1, 0.1, True
@@ -937,6 +970,6 @@ if __name__ == "__main__":
     arguments = _arguments()
     result = asyncio.run(main(arguments))
     if not arguments.no_json:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {RESULTS}", file=sys.stderr)
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {arguments.json}", file=sys.stderr)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Generic, Self
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, GetPydanticSchema
 from pydantic_core import core_schema
 from typing_extensions import TypeVar
+
+from cqrskit._ids import new_id
 
 __all__ = ["Command", "DomainEvent", "Message", "Metadata", "Query"]
 
@@ -85,7 +87,7 @@ class Metadata(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    message_id: UUID = Field(default_factory=uuid4)
+    message_id: UUID = Field(default_factory=new_id)
     timestamp: _UtcDatetime = Field(default_factory=_utc_now)
     correlation_id: _Correlation = Field(default=None, validate_default=True)
     causation_id: UUID | None = None

@@ -295,7 +295,7 @@ async def test_url_options_other_than_schema_reach_the_server(
         contract_registry(),
     )
     try:
-        assert (tuned._notify, tuned._pool.get_max_size()) == ("after_commit", 3)
+        assert (tuned._appender.notify, tuned._pool.get_max_size()) == ("after_commit", 3)
         await tuned.append(_stream(), [Noted(text="via url options")])
     finally:
         await tuned.close()
@@ -305,7 +305,7 @@ async def test_url_options_other_than_schema_reach_the_server(
         notify="in_transaction",
     )
     await overridden.close()
-    assert overridden._notify == "in_transaction"
+    assert overridden._appender.notify == "in_transaction"
     with pytest.raises(ValueError, match="notify must be"):
         await PostgresEventStore.open(f"{postgres_url}?notify=sometimes", contract_registry())
 

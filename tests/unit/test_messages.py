@@ -1,10 +1,13 @@
+import os
+import pickle
 from datetime import UTC, datetime, timedelta, timezone
-from uuid import uuid4
+from uuid import RFC_4122, UUID, uuid4
 
 import pytest
 from pydantic import ValidationError
 
 from cqrskit import Command, DomainEvent, Metadata
+from cqrskit._ids import new_id
 
 
 class Renamed(DomainEvent):
@@ -125,3 +128,25 @@ def test_with_metadata_replaces_only_metadata() -> None:
     assert copy.metadata == meta
     assert copy.name == "x"
     assert event.metadata != meta
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_message_ids_are_random_version_4_uuids_unique_across_fork() -> None:
+    ids = [Metadata().message_id for _ in range(3000)]  # more than one batch of randomness
+    assert len(set(ids)) == len(ids)
+    for value in ids[:600]:
+        assert type(value) is UUID
+        assert (value.version, value.variant) == (4, RFC_4122)
+        assert value == UUID(str(value))
+        assert hash(value) == hash(UUID(str(value)))
+        assert pickle.loads(pickle.dumps(value)) == value
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id must not be the one its parent hands out next
+        os.write(write, str(new_id()).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.close(write)
+    assert UUID(child) != new_id()

@@ -35,7 +35,7 @@ from cqrskit.store.base import (
     RecordedEvent,
     StreamAppend,
 )
-from cqrskit.store.serialization import EncodedEvent, EventRegistry
+from cqrskit.store.serialization import EncodedEvent, EventRegistry, spliced
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +293,7 @@ def decode_page(
     append = page.append
     last_raw: object = None
     last_time: Any = None
+    validators: dict[str, tuple[int, Callable[[str], DomainEvent]]] = {}
     # About eleven objects per event that the collector tracks (events, their metadata,
     # field sets, UUIDs, positions).
     with collector_paused(11 * len(rows)):
@@ -304,7 +305,15 @@ def decode_page(
             position = _position(commit, seq)
             # A try block costs nothing until something raises (Python 3.11+).
             try:
-                event: DomainEvent = decode(event_type, schema, data, metadata)
+                # EventRegistry.decode, with each type's validator looked up once a page.
+                current = validators.get(event_type)
+                if current is None:
+                    current = validators[event_type] = registry.current_validator(event_type)
+                text = spliced(data, metadata) if current[0] == schema else None
+                if text is not None:
+                    event: DomainEvent = current[1](text)
+                else:
+                    event = decode(event_type, schema, data, metadata)
             except Exception as exc:
                 event = registry.undecodable(event_type, schema, data, metadata, exc)
                 if strict:

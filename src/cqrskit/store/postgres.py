@@ -7,28 +7,21 @@ the oldest one still running (``pg_snapshot_xmin(pg_current_snapshot())``), orde
 becomes readable later always sorts after everything a reader has already seen, so a
 checkpoint never skips one, and writers never queue behind a global lock.
 
-An append is one round trip: a plain statement for the common single event to a single
-stream, a call of the migrated ``append_events`` function for everything else. Either reads
-the idempotency key and every stream's version before its first write (so a later version
-of a stream always has a larger transaction id), then inserts the rows in stream order and,
-by default, NOTIFYs listeners in the same transaction. Races end in a unique violation,
-turned into :class:`ConcurrencyError` (with the version re-read) or an idempotent replay.
-
-Reading in global order and waiting for new events is in ``store/_pg_read.py``.
+An append is one round trip that reads every stream's version before its first write
+(so a later version of a stream always has a larger transaction id); the append path,
+its NOTIFYs and the settling of races live in ``store/_pg_append.py``; reading in global
+order and waiting for new events in ``store/_pg_read.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 import orjson
 
 from cqrskit._signal import Signal
-from cqrskit.errors import ConcurrencyError, EventStoreError
 from cqrskit.store._arguments import check_from_version, check_id
 from cqrskit.store._common import (
     EncodedAppend,
@@ -36,23 +29,21 @@ from cqrskit.store._common import (
     load_result,
 )
 from cqrskit.store._connect import connecting, timeouts
-from cqrskit.store._pg_listener import CONNECTION_ERRORS, Listener
+from cqrskit.store._pg_append import EventStoreConnectionLost, NotifyMode, PgAppender
+from cqrskit.store._pg_listener import Listener
 from cqrskit.store._pg_read import COLUMNS, _GlobalReads
 from cqrskit.store._pg_schema import (
     CONNECT_ERRORS,
     SESSION_SETTINGS,
     PgTarget,
-    append_one_event_sql,
     keep_session,
     migrate_if_behind,
     parse_url,
     pool_settings,
 )
 from cqrskit.store.base import (
-    ANY,
     AppendResult,
     Idempotency,
-    Position,
     RecordedEvent,
     Snapshot,
 )
@@ -64,20 +55,6 @@ if TYPE_CHECKING:
 _log = logging.getLogger("cqrskit.store.postgres")
 
 __all__ = ["EventStoreConnectionLost", "NotifyMode", "PostgresEventStore"]
-
-NotifyMode = Literal["in_transaction", "after_commit"]
-
-_ANY_RETRIES: Final = 20
-_NOTIFY_SPACING: Final = 0.005
-
-
-class EventStoreConnectionLost(EventStoreError):
-    """The connection to PostgreSQL broke while an append was in flight.
-
-    An append is one transaction, so it was committed whole or not at all; which one is
-    unknown. Read the stream to find out, or repeat the append with the same idempotency
-    key, which is safe either way.
-    """
 
 
 class PostgresEventStore(_GlobalReads, EventStoreBase):
@@ -106,19 +83,22 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
         super().__init__(registry)
         self._pool = pool
         self._target = target
-        self._notify = notify
         self._poll_interval = poll_interval
         self._wakeups = Signal()
         self._listener = Listener(
             target.dsn, target.channel, lambda _payload: self._wakeups.fire(), connect_options
         )
-        self._notify_wanted = asyncio.Event()
-        self._notifier: asyncio.Task[None] | None = None
+        self._appender = PgAppender(
+            pool,
+            target,
+            notify,
+            poll_interval,
+            self._wakeups,
+            versions=self._versions,
+            find_idempotent=self.find_idempotent,
+            stream_version=self.stream_version,
+        )
         s = target.quoted
-        params = ", ".join(f"${n}" for n in range(1, 13))
-        self._sql_append = f"SELECT * FROM {s}.append_events({params})"
-        self._sql_append_one = append_one_event_sql(s, keyed=False)
-        self._sql_append_one_keyed = append_one_event_sql(s, keyed=True)
         self._prepare_reads(s)
         self._sql_read_stream = (
             f"SELECT {COLUMNS} FROM {s}.events WHERE stream_id = $1 AND version >= $2 "
@@ -247,36 +227,7 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
         stream_order: list[str],
         idempotency: Idempotency | None,
     ) -> AppendResult:
-        """Write ``appends`` atomically.
-
-        Raises :class:`ConcurrencyError` on a version mismatch and
-        :class:`EventStoreConnectionLost` when the connection breaks mid-append.
-        """
-        for _attempt in range(_ANY_RETRIES):
-            try:
-                # Failing to connect is not this error: nothing was sent yet.
-                async with self._pool.acquire() as conn:
-                    try:
-                        result = await self._append_on(conn, appends, stream_order, idempotency)
-                    except CONNECTION_ERRORS as exc:
-                        # The pool discards the broken connection itself on release.
-                        raise EventStoreConnectionLost(
-                            "connection to PostgreSQL lost during an append; it was committed "
-                            "whole or not at all (repeat it with the same idempotency key to "
-                            "be sure)"
-                        ) from exc
-            except asyncpg.UniqueViolationError:
-                # The statement failed, so its transaction rolled back: nothing was written.
-                settled = await self._settle_conflict(appends, idempotency)
-                if settled is not None:
-                    return settled
-                continue
-            if not result.replayed and any(a.events for a in appends):
-                self._after_commit()
-            return result
-        # Only appends with expected version ANY retry; a stream this hot is an outlier.
-        stream = next((a for a in appends if a.expected_version == ANY), appends[0])
-        raise ConcurrencyError(stream.stream_id, ANY, await self.stream_version(stream.stream_id))
+        return await self._appender.append(appends, stream_order, idempotency)
 
     async def _append_on(
         self,
@@ -291,128 +242,7 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
         ordering stress test holds appends open and rolls some back this way). Races
         surface as ``asyncpg.UniqueViolationError``; the transaction is then aborted.
         """
-        channel = self._target.channel if self._notify == "in_transaction" else None
-        if len(appends) == 1 and len(appends[0].events) == 1:
-            return await self._append_one_event(conn, appends[0], idempotency, channel)
-        stream_index: list[int] = []
-        offsets: list[int] = []
-        types: list[str] = []
-        schema_versions: list[int] = []
-        data: list[str] = []
-        metadata: list[str] = []
-        for index, append in enumerate(appends, start=1):
-            for offset, event in enumerate(append.events, start=1):
-                stream_index.append(index)
-                offsets.append(offset)
-                types.append(event.event_type)
-                schema_versions.append(event.schema_version)
-                data.append(event.data)
-                metadata.append(event.metadata)
-        row = await conn.fetchrow(
-            self._sql_append,
-            [a.stream_id for a in appends],
-            [a.expected_version for a in appends],
-            [len(a.events) for a in appends],
-            stream_index,
-            offsets,
-            types,
-            schema_versions,
-            data,
-            metadata,
-            idempotency.key if idempotency else None,
-            idempotency.result_id if idempotency else None,
-            channel,
-        )
-        assert row is not None
-        outcome = row["outcome"]
-        if outcome == "replayed":
-            return load_result(row["stored"])
-        if outcome == "conflict":
-            expected = next(
-                a.expected_version for a in appends if a.stream_id == row["conflict_stream"]
-            )
-            raise ConcurrencyError(row["conflict_stream"], expected, row["actual"])
-        versions = dict(zip((a.stream_id for a in appends), row["versions"], strict=True))
-        return AppendResult(
-            versions={s: versions[s] for s in stream_order},
-            position=Position(row["commit_id"], row["seq"]),
-            result_id=idempotency.result_id if idempotency else "",
-        )
-
-    async def _append_one_event(
-        self,
-        conn: Connection,
-        append: EncodedAppend,
-        idempotency: Idempotency | None,
-        channel: str | None,
-    ) -> AppendResult:
-        event = append.events[0]
-        args: tuple[object, ...] = (
-            append.stream_id,
-            append.expected_version,
-            event.event_type,
-            event.schema_version,
-            event.data,
-            event.metadata,
-            channel,
-        )
-        if idempotency is None:
-            row = await conn.fetchrow(self._sql_append_one, *args)
-        else:
-            row = await conn.fetchrow(
-                self._sql_append_one_keyed, *args, idempotency.key, idempotency.result_id
-            )
-        assert row is not None
-        stored, actual, commit_id, seq, _ = row
-        if stored is not None:
-            return load_result(stored)
-        if seq is None:
-            raise ConcurrencyError(append.stream_id, append.expected_version, actual)
-        return AppendResult(
-            versions={append.stream_id: actual + 1},
-            position=Position(commit_id, seq),
-            result_id=idempotency.result_id if idempotency else "",
-        )
-
-    async def _settle_conflict(
-        self, appends: list[EncodedAppend], idempotency: Idempotency | None
-    ) -> AppendResult | None:
-        """After a unique violation: the replay, a :class:`ConcurrencyError`, or ``None``
-        (only streams appended at version ANY lost a race: try again)."""
-        if idempotency is not None:
-            earlier = await self.find_idempotent(idempotency.key)
-            if earlier is not None:
-                return earlier
-        actuals = await self._versions([a.stream_id for a in appends])
-        for append, actual in zip(appends, actuals, strict=True):
-            if append.expected_version not in (ANY, actual):
-                raise ConcurrencyError(append.stream_id, append.expected_version, actual)
-        return None
-
-    def _after_commit(self) -> None:
-        # Waiters of this handle need not wait for the notification's round trip.
-        self._wakeups.fire()
-        if self._notify == "after_commit":
-            self._notify_wanted.set()
-            if self._notifier is None:
-                self._notifier = asyncio.create_task(self._send_notifications())
-
-    async def _send_notifications(self) -> None:
-        """Send the NOTIFYs of appends made in ``after_commit`` mode, coalesced: at most
-        one every ``_NOTIFY_SPACING`` seconds, each covering every append that committed
-        before it was sent (a NOTIFY costs the server about as much as a small append)."""
-        while True:
-            await self._notify_wanted.wait()
-            self._notify_wanted.clear()
-            try:
-                async with self._pool.acquire() as conn:
-                    await conn.execute("SELECT pg_notify($1, '')", self._target.channel)
-            except Exception as exc:
-                # Other processes still see the events at their next poll; try again.
-                _log.warning("event store could not send a NOTIFY (retrying): %r", exc)
-                await asyncio.sleep(self._poll_interval)
-                self._notify_wanted.set()
-            await asyncio.sleep(_NOTIFY_SPACING)
+        return await self._appender.append_on(conn, appends, stream_order, idempotency)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -476,10 +306,6 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
             return
         self._closed = True
         self._wakeups.fire()
-        notifier, self._notifier = self._notifier, None
-        if notifier is not None:
-            notifier.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await notifier
+        await self._appender.close()
         await self._listener.stop()
         await self._pool.close()
