@@ -23,6 +23,7 @@ from cqrskit._store_contract_kit import (
     _stream,
     _Unregistered,
     contract_registry,
+    read_through,
 )
 from cqrskit.bus import CommandBus
 from cqrskit.errors import ConcurrencyError, UnknownEventType
@@ -127,7 +128,7 @@ class _AppendContract:
             ]
         )
         assert list(result.versions.items()) == [(third, 2), (second, 2), (first, 1)]
-        written = await store.read_all(head)
+        written = await read_through(store, head, result.position)
         assert len(written) == 4
         assert result.position == written[-1].position
         assert {(r.stream_id, r.version) for r in written} == {
@@ -253,7 +254,7 @@ class _AppendContract:
         streams = [_stream() for _ in range(3)]
         model: dict[str, list[str]] = {s: [] for s in streams}
         log: list[tuple[str, str]] = []
-        head = await store.head()
+        head = last = await store.head()
         for step, (index, mode, count) in enumerate(operations):
             stream = streams[index]
             current = len(model[stream])
@@ -276,6 +277,7 @@ class _AppendContract:
             model[stream].extend(texts)
             log.extend((stream, t) for t in texts)
             assert result.version == len(model[stream])
+            last = result.position
         for stream in streams:
             assert await store.stream_version(stream) == len(model[stream])
             assert [
@@ -283,7 +285,7 @@ class _AppendContract:
             ] == model[stream]
         seen = [
             (r.stream_id, getattr(r.event, "text", None))
-            for r in await store.read_all(head, limit=1_000_000)
+            for r in await read_through(store, head, last)
             if r.stream_id in model
         ]
         assert seen == log

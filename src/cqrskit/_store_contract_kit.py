@@ -3,6 +3,7 @@ aggregate and a command, and how a test opens its stores."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,7 +13,7 @@ from cqrskit.aggregate import Aggregate
 from cqrskit.errors import DomainError
 from cqrskit.messages import Command, DomainEvent
 from cqrskit.repository import UnitOfWork
-from cqrskit.store.base import EventStore
+from cqrskit.store.base import EventStore, Position, RecordedEvent
 from cqrskit.store.serialization import EventRegistry
 
 StoreOpener = Callable[[EventRegistry], Awaitable[EventStore]]
@@ -102,3 +103,20 @@ def _note(text: str) -> Noted:
 def _stream() -> str:
     # Unique per test and per example, so tests never see each other's streams.
     return f"contract-{uuid.uuid4().hex}"
+
+
+async def read_through(
+    store: EventStore, after: Position, last: Position, timeout: float = 10.0
+) -> list[RecordedEvent]:
+    """``read_all(after)`` once every event up to ``last`` is readable.
+
+    On PostgreSQL a just-committed event stays unreadable while an older transaction of
+    any other session is open (mechanism 3): a test sharing its server with other work
+    must wait for it rather than expect it at once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        page = await store.read_all(after, limit=1_000_000)
+        if (page and page[-1].position >= last) or time.monotonic() > deadline:
+            return page
+        await store.wait_for_events(page[-1].position if page else after, 0.2)
