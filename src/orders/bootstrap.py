@@ -27,7 +27,11 @@ from cqrskit import (
 from cqrskit.fastapi import CqrsServices
 from cqrskit.projection import PostgresLeases, ProjectionState
 from cqrskit.readstore import open_redis_read_store, open_sql_read_store
-from orders.application.command_handlers import command_middleware, register_command_handlers
+from orders.application.command_handlers import (
+    SNAPSHOT_EVERY,
+    command_middleware,
+    register_command_handlers,
+)
 from orders.application.queries import Readers, query_handlers
 from orders.application.views import OrderDetailsReader
 from orders.auth import TokenService, load_or_create_secret
@@ -138,7 +142,7 @@ async def open_services(
         read_stores["order_details"] = details_store
 
         command_bus = CommandBus(
-            Repository(events),
+            Repository(events, snapshot_every=SNAPSHOT_EVERY),
             [LoggingMiddleware(), *command_middleware(events)],
         )
         register_command_handlers(command_bus)

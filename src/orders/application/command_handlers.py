@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from cqrskit import (
+    Aggregate,
     AggregateNotFound,
     Command,
     CommandBus,
@@ -51,6 +52,7 @@ __all__ = [
     "RETRY_ATTEMPTS",
     "RETRY_BASE_DELAY",
     "RETRY_MAX_DELAY",
+    "SNAPSHOT_EVERY",
     "add_order_item",
     "add_product",
     "cancel_order",
@@ -75,6 +77,11 @@ RETRY_BASE_DELAY = 0.002
 RETRY_MAX_DELAY = 0.05
 """Seconds: the highest ceiling of the jittered wait. Kept low so that a contended order
 is retried soon; the jitter, not a long wait, is what spreads the writers apart."""
+
+SNAPSHOT_EVERY: dict[type[Aggregate], int] = {Product: 20}
+"""The repository's ``snapshot_every``: every order appends to its products' streams, so
+a product is loaded from its latest snapshot and the fewer than 20 events after it,
+however many orders it has had. (Customers and orders have short streams.)"""
 
 
 def command_middleware(store: EventStore) -> list[Middleware[Command, CommandResult]]:

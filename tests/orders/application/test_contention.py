@@ -27,7 +27,11 @@ from cqrskit import (
     open_event_store,
 )
 from cqrskit.store import MemoryEventStore
-from orders.application.command_handlers import command_middleware, register_command_handlers
+from orders.application.command_handlers import (
+    SNAPSHOT_EVERY,
+    command_middleware,
+    register_command_handlers,
+)
 from orders.application.commands import AddProduct, ItemRequest, PlaceOrder, RegisterCustomer
 from orders.domain import ALL_EVENTS, InsufficientStock, Order, Product
 
@@ -85,7 +89,7 @@ async def test_concurrent_orders_never_oversell(store: EventStore) -> None:
         finally:
             tries.append(context.attempt)
 
-    repository = Repository(store)
+    repository = Repository(store, snapshot_every=SNAPSHOT_EVERY)
     bus = CommandBus(repository, [count_tries, *command_middleware(store)])
     register_command_handlers(bus)
     customer = await bus.send(RegisterCustomer(name="Ada", email="ada@example.com"))
@@ -114,8 +118,10 @@ async def test_concurrent_orders_never_oversell(store: EventStore) -> None:
     assert all(r.product_id == product.aggregate_id for r in refused)
     hot = await repository.load(Product, product.aggregate_id)
     assert hot.available == 0
+    assert hot.reserved == STOCK
     for result in placed:
-        assert hot.reserved_for((await repository.load(Order, result.aggregate_id)).order_id) == 1
+        placed_order = await repository.load(Order, result.aggregate_id)
+        assert placed_order.quantities_by_product() == {hot.product_id: 1}
     for command, outcome in zip(orders, outcomes, strict=True):
         if isinstance(outcome, InsufficientStock):
             # A refused order wrote nothing, not even a stream of its own.
