@@ -8,6 +8,8 @@ import random
 import time
 from typing import TypeVar
 
+from prometheus_client import CollectorRegistry, Counter
+
 from cqrskit._fingerprint import check_fingerprint, fingerprint
 from cqrskit.bus import CommandResult, Context, Next
 from cqrskit.errors import ConcurrencyError, CqrsError
@@ -65,16 +67,36 @@ class RetryOnConflict:
     touches. Waits grow exponentially from ``base_delay`` up to ``max_delay`` with full
     jitter, so that competing writers spread out; after ``attempts`` tries the error is
     raised to the caller.
+
+    With ``registry``, every lost race is counted there as
+    ``cqrskit_command_conflicts_total``, by command type and outcome (``retried``, or
+    ``gave_up`` when the error went to the caller): how contended the streams are.
     """
 
     def __init__(
-        self, attempts: int = 5, base_delay: float = 0.002, max_delay: float = 0.1
+        self,
+        attempts: int = 5,
+        base_delay: float = 0.002,
+        max_delay: float = 0.1,
+        *,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be >= 1")
         self.attempts = attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self._conflicts = (
+            None
+            if registry is None
+            else Counter(
+                "cqrskit_command_conflicts",
+                "Commands whose append lost a race (ConcurrencyError), by command type and "
+                "outcome: retried, or gave_up.",
+                ["command", "outcome"],
+                registry=registry,
+            )
+        )
 
     async def __call__(
         self, context: Context[Command], call_next: Next[Command, CommandResult]
@@ -83,7 +105,11 @@ class RetryOnConflict:
             try:
                 return await call_next(context)
             except ConcurrencyError:
-                if context.attempt >= self.attempts:
+                gave_up = context.attempt >= self.attempts
+                if self._conflicts is not None:
+                    outcome = "gave_up" if gave_up else "retried"
+                    self._conflicts.labels(type(context.message).__name__, outcome).inc()
+                if gave_up:
                     raise
                 ceiling = min(self.max_delay, self.base_delay * 2 ** (context.attempt - 1))
                 await asyncio.sleep(random.uniform(0, ceiling))

@@ -141,9 +141,10 @@ async def open_services(
         read_stores: dict[str, ReadStore[Any]] = dict.fromkeys(projections, sql)
         read_stores["order_details"] = details_store
 
+        metrics = metrics if metrics is not None else CollectorRegistry()
         command_bus = CommandBus(
             Repository(events, snapshot_every=SNAPSHOT_EVERY),
-            [LoggingMiddleware(), *command_middleware(events)],
+            [LoggingMiddleware(), *command_middleware(events, metrics)],
         )
         register_command_handlers(command_bus)
         query_bus = QueryBus([LoggingMiddleware(logging.getLogger("orders.queries"))])
@@ -157,7 +158,6 @@ async def open_services(
         for query_type, handler in query_handlers(readers).items():
             query_bus.register(query_type, handler)
 
-        metrics = metrics if metrics is not None else CollectorRegistry()
         runner: ProjectionRunner | None = None
         if run_projections:
             runner = ProjectionRunner(

@@ -3,6 +3,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from cqrskit import (
     Command,
@@ -122,6 +123,30 @@ async def test_retry_gives_up_after_its_attempts(store: MemoryEventStore) -> Non
     with pytest.raises(ConcurrencyError):
         await bus.send(AddItem(tally_id="t", name="x"))
     assert tries == 3
+
+
+async def test_retry_counts_lost_races_in_its_registry(store: MemoryEventStore) -> None:
+    losses = {"won on the second try": 1, "never won": 2}
+
+    async def loses_at_first(command: AddItem, uow: UnitOfWork) -> str:
+        if losses[command.name] > 0:
+            losses[command.name] -= 1
+            raise ConcurrencyError("s", 1, 2)
+        return await add_item(command, uow)
+
+    registry = CollectorRegistry()
+    retry = RetryOnConflict(attempts=2, base_delay=0.0001, registry=registry)
+    bus = CommandBus(Repository(store), [retry])
+    bus.register(AddItem, loses_at_first)
+    await bus.send(AddItem(tally_id="t", name="won on the second try"))
+    with pytest.raises(ConcurrencyError):
+        await bus.send(AddItem(tally_id="t", name="never won"))
+
+    def count(outcome: str) -> float | None:
+        labels = {"command": "AddItem", "outcome": outcome}
+        return registry.get_sample_value("cqrskit_command_conflicts_total", labels)
+
+    assert (count("retried"), count("gave_up")) == (2.0, 1.0)
 
 
 async def test_idempotent_commands_and_domain_errors(store: MemoryEventStore) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from uuid import UUID
 
+from prometheus_client import CollectorRegistry
+
 from cqrskit import (
     Aggregate,
     AggregateNotFound,
@@ -84,13 +86,19 @@ a product is loaded from its latest snapshot and the fewer than 20 events after 
 however many orders it has had. (Customers and orders have short streams.)"""
 
 
-def command_middleware(store: EventStore) -> list[Middleware[Command, CommandResult]]:
+def command_middleware(
+    store: EventStore, registry: CollectorRegistry | None = None
+) -> list[Middleware[Command, CommandResult]]:
     """The command-bus middleware the service runs with, outermost first: idempotency by
-    command id, then retry on a lost race (each try reloads its aggregates)."""
+    command id, then retry on a lost race (each try reloads its aggregates), counting
+    the lost races in ``registry`` when given."""
     return [
         IdempotencyMiddleware(store),
         RetryOnConflict(
-            attempts=RETRY_ATTEMPTS, base_delay=RETRY_BASE_DELAY, max_delay=RETRY_MAX_DELAY
+            attempts=RETRY_ATTEMPTS,
+            base_delay=RETRY_BASE_DELAY,
+            max_delay=RETRY_MAX_DELAY,
+            registry=registry,
         ),
     ]
 
