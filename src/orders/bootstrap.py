@@ -21,15 +21,14 @@ from cqrskit import (
     ProjectionRunner,
     QueryBus,
     ReadStore,
-    Repository,
     open_event_store,
 )
 from cqrskit.fastapi import CqrsServices
 from cqrskit.projection import PostgresLeases, ProjectionState
 from cqrskit.readstore import open_redis_read_store, open_sql_read_store
 from orders.application.command_handlers import (
-    SNAPSHOT_EVERY,
     command_middleware,
+    command_repository,
     register_command_handlers,
 )
 from orders.application.queries import Readers, query_handlers
@@ -143,7 +142,7 @@ async def open_services(
 
         metrics = metrics if metrics is not None else CollectorRegistry()
         command_bus = CommandBus(
-            Repository(events, snapshot_every=SNAPSHOT_EVERY),
+            command_repository(events),
             [LoggingMiddleware(), *command_middleware(events, metrics)],
         )
         register_command_handlers(command_bus)
