@@ -121,7 +121,9 @@ class IdempotencyMiddleware:
 
     A command whose id was handled before returns the first result and writes nothing. A
     new command's events are recorded under its id in the same transaction as the events,
-    so the record survives restarts, and two concurrent repeats cannot both write.
+    so the record survives restarts, and two concurrent repeats cannot both write. The
+    handler of a repeat runs again (its append is where the repeat is recognised, or, when
+    it fails, the record is looked up): nothing is read before a new command runs.
 
     The record also keeps a fingerprint of the command (its type and payload): a
     *different* command sent under an id already used raises
@@ -137,10 +139,18 @@ class IdempotencyMiddleware:
     ) -> CommandResult:
         key = str(context.message.metadata.message_id)
         digest = fingerprint(context.message)
-        earlier = await self._store.find_idempotent(key)
-        if earlier is not None:
-            result_id = check_fingerprint(earlier.result_id, digest, key)
-            return CommandResult(result_id, earlier.position, replayed=True)
         context.idempotency_key = key
         context.fingerprint = digest
-        return await call_next(context)
+        # Most command ids are new, so the record is looked up only when the command
+        # fails: a repeat that runs to its append is answered there, by the store, with
+        # the first result (the key is checked in the append's transaction); a repeat
+        # that fails instead (the order it placed exists now, the version it expected
+        # has moved on) is answered here.
+        try:
+            return await call_next(context)
+        except Exception:
+            earlier = await self._store.find_idempotent(key)
+            if earlier is None:
+                raise
+        result_id = check_fingerprint(earlier.result_id, digest, key)
+        return CommandResult(result_id, earlier.position, replayed=True)

@@ -6,6 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from cqrskit import (
+    AppendResult,
     Command,
     CommandBus,
     CommandResult,
@@ -160,6 +161,45 @@ async def test_idempotent_commands_and_domain_errors(store: MemoryEventStore) ->
     first = await bus.send(good)
     second = await bus.send(good)
     assert (second.aggregate_id, second.position, second.replayed) == ("t", first.position, True)
+    assert await store.stream_version(Tally.stream_id_for("t")) == 1
+
+
+async def test_only_a_failing_command_looks_up_its_idempotency_record(
+    store: MemoryEventStore,
+) -> None:
+    lookups: list[str] = []
+    find_idempotent = store.find_idempotent
+
+    async def counted(key: str) -> AppendResult | None:
+        lookups.append(key)
+        return await find_idempotent(key)
+
+    async def add_new_item(command: AddItem, uow: UnitOfWork) -> str:
+        tally = await uow.find(Tally, command.tally_id) or uow.add(Tally(command.tally_id))
+        if command.name in tally.items:
+            raise DomainError(f"{command.name} is already there")
+        tally.add(command.name, command.quantity)
+        return tally.id
+
+    store.find_idempotent = counted  # type: ignore[method-assign]
+    bus = CommandBus(Repository(store), [IdempotencyMiddleware(store)])
+    bus.register(AddItem, add_item)
+    command = AddItem(tally_id="t", name="x")
+    first = await bus.send(command)
+    assert lookups == []
+    # A repeat that runs to its append is recognised there, by the store: nothing written.
+    again = await bus.send(command)
+    assert (again.aggregate_id, again.position, again.replayed) == ("t", first.position, True)
+    assert lookups == []
+    # A repeat whose handler now refuses (the item is there) is answered from the record.
+    strict = CommandBus(Repository(store), [IdempotencyMiddleware(store)])
+    strict.register(AddItem, add_new_item)
+    third = await strict.send(command)
+    assert (third.aggregate_id, third.position, third.replayed) == ("t", first.position, True)
+    assert lookups == [str(command.metadata.message_id)]
+    # A new command that fails looks, finds nothing, and raises its own error.
+    with pytest.raises(DomainError, match="already there"):
+        await strict.send(AddItem(tally_id="t", name="x"))
     assert await store.stream_version(Tally.stream_id_for("t")) == 1
 
 
