@@ -42,7 +42,10 @@ class Repository:
     again and again. Across processes, optimistic concurrency still decides. A unit of work
     that would wait in a cycle (it holds what the holder is waiting for) raises
     :class:`~cqrskit.errors.ConcurrencyError` at once, to be retried; handlers that load
-    such aggregates in a fixed order (sorted ids) never meet one.
+    such aggregates in a fixed order (sorted ids) never meet one. A unit of work waits at
+    most ``queue_timeout`` seconds, then goes ahead unqueued (optimistic concurrency
+    decides, as without the option): a holder stuck on an unreachable store must not add
+    its wait to the waits of everyone queued behind it.
     """
 
     def __init__(
@@ -51,10 +54,11 @@ class Repository:
         *,
         snapshot_every: Mapping[type[Aggregate], int] | None = None,
         one_writer_at_a_time: Iterable[type[Aggregate]] = (),
+        queue_timeout: float = 0.5,
     ) -> None:
         self.store = store
         self._locked_types = frozenset(one_writer_at_a_time)
-        self._locks = _StreamLocks()
+        self._locks = _StreamLocks(queue_timeout)
         self._snapshot_every = dict(snapshot_every or {})
         for cls, every in self._snapshot_every.items():
             if every < 1:
@@ -193,8 +197,7 @@ class UnitOfWork:
         if cls not in self.repository._locked_types:
             return
         stream_id = cls.stream_id_for(id)
-        if stream_id not in self._held:
-            await self.repository._locks.acquire(self, stream_id)
+        if stream_id not in self._held and await self.repository._locks.acquire(self, stream_id):
             self._held.append(stream_id)
 
     def _track(self, aggregate: A) -> A:
@@ -256,16 +259,18 @@ class _StreamLocks:
     """Per-stream locks of one repository, in one process: who holds each stream, who
     waits for it, and what each waiting unit of work waits for (to refuse a cycle)."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
         self._holders: dict[str, UnitOfWork] = {}
         self._waiters: dict[str, list[tuple[UnitOfWork, asyncio.Future[None]]]] = {}
         self._waiting_for: dict[UnitOfWork, str] = {}
 
-    async def acquire(self, uow: UnitOfWork, stream_id: str) -> None:
+    async def acquire(self, uow: UnitOfWork, stream_id: str) -> bool:
+        """Hold ``stream_id`` for ``uow``: true once it does, false when the wait timed out."""
         holder = self._holders.get(stream_id)
         if holder is None:
             self._holders[stream_id] = uow
-            return
+            return True
         if self._would_deadlock(uow, holder):
             # Retried by RetryOnConflict like any lost race; this unit of work then lets go
             # of what it holds, so the cycle is broken.
@@ -274,16 +279,25 @@ class _StreamLocks:
         self._waiters.setdefault(stream_id, []).append((uow, future))
         self._waiting_for[uow] = stream_id
         try:
-            await future  # release() hands the stream over: it is ours when this returns
+            # release() hands the stream over by resolving the future: then it is ours.
+            await asyncio.wait({future}, timeout=self._timeout)
         except BaseException:
             if future.done() and not future.cancelled():
                 self.release(uow, [stream_id])  # handed over as we were cancelled
             else:
-                queue = self._waiters.get(stream_id, [])
-                queue[:] = [(u, f) for u, f in queue if f is not future]
+                self._leave_queue(stream_id, future)
             raise
         finally:
             self._waiting_for.pop(uow, None)
+        if future.done():
+            return True
+        self._leave_queue(stream_id, future)
+        future.cancel()
+        return False
+
+    def _leave_queue(self, stream_id: str, future: asyncio.Future[None]) -> None:
+        queue = self._waiters.get(stream_id, [])
+        queue[:] = [(u, f) for u, f in queue if f is not future]
 
     def release(self, uow: UnitOfWork, stream_ids: list[str]) -> None:
         for stream_id in stream_ids:

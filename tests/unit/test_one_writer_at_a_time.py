@@ -107,3 +107,18 @@ async def test_other_types_are_not_held(store: MemoryEventStore) -> None:
     second = UnitOfWork(repository, AddItem(tally_id="t", name="y"))
     await first.find(Tally, "t")
     await asyncio.wait_for(second.find(Tally, "t"), timeout=5)
+
+
+async def test_a_waiter_goes_ahead_unqueued_after_the_queue_timeout(
+    store: MemoryEventStore,
+) -> None:
+    # A holder stuck (on an unreachable store, say) must not hold everyone queued behind it.
+    repository = Repository(store, one_writer_at_a_time={Tally}, queue_timeout=0.05)
+    stuck = UnitOfWork(repository, AddItem(tally_id="t", name="x"))
+    await stuck.find(Tally, "t")
+    async with UnitOfWork(repository, AddItem(tally_id="t", name="y")) as impatient:
+        await asyncio.wait_for(impatient.find(Tally, "t"), timeout=5)
+    stuck.close()
+    # The impatient one never held the stream: the next one gets it at once.
+    async with UnitOfWork(repository, AddItem(tally_id="t", name="z")) as next_one:
+        await asyncio.wait_for(next_one.find(Tally, "t"), timeout=0.04)
