@@ -12,7 +12,13 @@ from prometheus_client import CollectorRegistry, Counter
 
 from cqrskit._fingerprint import check_fingerprint, fingerprint
 from cqrskit.bus import CommandResult, Context, Next
-from cqrskit.errors import ConcurrencyError, CqrsError
+from cqrskit.errors import (
+    AggregateNotFound,
+    ConcurrencyError,
+    CqrsError,
+    DomainError,
+    UnexpectedVersion,
+)
 from cqrskit.messages import Command, Message
 from cqrskit.store.base import EventStore
 
@@ -116,6 +122,10 @@ class RetryOnConflict:
                 context.attempt += 1
 
 
+_REFUSALS = (DomainError, AggregateNotFound, UnexpectedVersion, ConcurrencyError)
+"""What a repeat of a handled command may fail with: its first run changed what it finds."""
+
+
 class IdempotencyMiddleware:
     """Makes commands idempotent by their id (``metadata.message_id``).
 
@@ -148,7 +158,9 @@ class IdempotencyMiddleware:
         # has moved on) is answered here.
         try:
             return await call_next(context)
-        except Exception:
+        except _REFUSALS:
+            # Only a refusal can be a repeat's doing; a store that is down is not worth
+            # asking again, and asking would make the caller wait for it twice.
             earlier = await self._store.find_idempotent(key)
             if earlier is None:
                 raise

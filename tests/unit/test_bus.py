@@ -203,6 +203,27 @@ async def test_only_a_failing_command_looks_up_its_idempotency_record(
     assert await store.stream_version(Tally.stream_id_for("t")) == 1
 
 
+async def test_a_command_failing_for_want_of_a_store_looks_nothing_up(
+    store: MemoryEventStore,
+) -> None:
+    lookups: list[str] = []
+
+    async def counted(key: str) -> AppendResult | None:
+        lookups.append(key)
+        return None
+
+    async def store_down(command: AddItem, uow: UnitOfWork) -> str:
+        raise ConnectionError("the store is down")
+
+    store.find_idempotent = counted  # type: ignore[method-assign]
+    bus = CommandBus(Repository(store), [IdempotencyMiddleware(store)])
+    bus.register(AddItem, store_down)
+    with pytest.raises(ConnectionError):
+        await bus.send(AddItem(tally_id="t", name="x"))
+    # Asking the store that is down would make the caller wait for it a second time.
+    assert lookups == []
+
+
 async def test_logging_middleware_records_correlation(
     store: MemoryEventStore, caplog: pytest.LogCaptureFixture
 ) -> None:
