@@ -130,11 +130,11 @@ class CommandBus:
     async def _dispatch(self, context: Context[Command]) -> CommandResult:
         command = context.message
         handler: CommandHandler[Command] = self._handlers.get(type(command))
-        uow = UnitOfWork(self._repository, command)
-        aggregate_id = await handler(command, uow)
-        result = await uow.commit(
-            aggregate_id, context.idempotency_key, fingerprint=context.fingerprint
-        )
+        async with UnitOfWork(self._repository, command) as uow:
+            aggregate_id = await handler(command, uow)
+            result = await uow.commit(
+                aggregate_id, context.idempotency_key, fingerprint=context.fingerprint
+            )
         return CommandResult(result.result_id or aggregate_id, result.position, result.replayed)
 
 

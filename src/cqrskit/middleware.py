@@ -8,9 +8,17 @@ import random
 import time
 from typing import TypeVar
 
+from prometheus_client import CollectorRegistry, Counter
+
 from cqrskit._fingerprint import check_fingerprint, fingerprint
 from cqrskit.bus import CommandResult, Context, Next
-from cqrskit.errors import ConcurrencyError, CqrsError
+from cqrskit.errors import (
+    AggregateNotFound,
+    ConcurrencyError,
+    CqrsError,
+    DomainError,
+    UnexpectedVersion,
+)
 from cqrskit.messages import Command, Message
 from cqrskit.store.base import EventStore
 
@@ -65,16 +73,36 @@ class RetryOnConflict:
     touches. Waits grow exponentially from ``base_delay`` up to ``max_delay`` with full
     jitter, so that competing writers spread out; after ``attempts`` tries the error is
     raised to the caller.
+
+    With ``registry``, every lost race is counted there as
+    ``cqrskit_command_conflicts_total``, by command type and outcome (``retried``, or
+    ``gave_up`` when the error went to the caller): how contended the streams are.
     """
 
     def __init__(
-        self, attempts: int = 5, base_delay: float = 0.002, max_delay: float = 0.1
+        self,
+        attempts: int = 5,
+        base_delay: float = 0.002,
+        max_delay: float = 0.1,
+        *,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be >= 1")
         self.attempts = attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self._conflicts = (
+            None
+            if registry is None
+            else Counter(
+                "cqrskit_command_conflicts",
+                "Commands whose append lost a race (ConcurrencyError), by command type and "
+                "outcome: retried, or gave_up.",
+                ["command", "outcome"],
+                registry=registry,
+            )
+        )
 
     async def __call__(
         self, context: Context[Command], call_next: Next[Command, CommandResult]
@@ -83,11 +111,19 @@ class RetryOnConflict:
             try:
                 return await call_next(context)
             except ConcurrencyError:
-                if context.attempt >= self.attempts:
+                gave_up = context.attempt >= self.attempts
+                if self._conflicts is not None:
+                    outcome = "gave_up" if gave_up else "retried"
+                    self._conflicts.labels(type(context.message).__name__, outcome).inc()
+                if gave_up:
                     raise
                 ceiling = min(self.max_delay, self.base_delay * 2 ** (context.attempt - 1))
                 await asyncio.sleep(random.uniform(0, ceiling))
                 context.attempt += 1
+
+
+_REFUSALS = (DomainError, AggregateNotFound, UnexpectedVersion, ConcurrencyError)
+"""What a repeat of a handled command may fail with: its first run changed what it finds."""
 
 
 class IdempotencyMiddleware:
@@ -95,7 +131,9 @@ class IdempotencyMiddleware:
 
     A command whose id was handled before returns the first result and writes nothing. A
     new command's events are recorded under its id in the same transaction as the events,
-    so the record survives restarts, and two concurrent repeats cannot both write.
+    so the record survives restarts, and two concurrent repeats cannot both write. The
+    handler of a repeat runs again (its append is where the repeat is recognised, or, when
+    it fails, the record is looked up): nothing is read before a new command runs.
 
     The record also keeps a fingerprint of the command (its type and payload): a
     *different* command sent under an id already used raises
@@ -111,10 +149,20 @@ class IdempotencyMiddleware:
     ) -> CommandResult:
         key = str(context.message.metadata.message_id)
         digest = fingerprint(context.message)
-        earlier = await self._store.find_idempotent(key)
-        if earlier is not None:
-            result_id = check_fingerprint(earlier.result_id, digest, key)
-            return CommandResult(result_id, earlier.position, replayed=True)
         context.idempotency_key = key
         context.fingerprint = digest
-        return await call_next(context)
+        # Most command ids are new, so the record is looked up only when the command
+        # fails: a repeat that runs to its append is answered there, by the store, with
+        # the first result (the key is checked in the append's transaction); a repeat
+        # that fails instead (the order it placed exists now, the version it expected
+        # has moved on) is answered here.
+        try:
+            return await call_next(context)
+        except _REFUSALS:
+            # Only a refusal can be a repeat's doing; a store that is down is not worth
+            # asking again, and asking would make the caller wait for it twice.
+            earlier = await self._store.find_idempotent(key)
+            if earlier is None:
+                raise
+        result_id = check_fingerprint(earlier.result_id, digest, key)
+        return CommandResult(result_id, earlier.position, replayed=True)

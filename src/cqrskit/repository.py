@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from cqrskit._fingerprint import check_fingerprint, encode_result_id
 from cqrskit.aggregate import Aggregate
-from cqrskit.errors import AggregateNotFound, UnexpectedVersion
+from cqrskit.errors import AggregateNotFound, ConcurrencyError, UnexpectedVersion
 from cqrskit.messages import Message
 from cqrskit.store.base import (
     NO_STREAM,
@@ -33,12 +34,31 @@ class Repository:
     ``snapshot_every`` maps aggregate types to N: after a save crosses a multiple of N
     events, a snapshot is stored, and loading starts from the latest one. Snapshots are a
     cache: a missing or outdated one only costs a longer replay.
+
+    ``one_writer_at_a_time`` names aggregate types that many commands change at once (a
+    popular product): within this process, a unit of work that loads one waits until the
+    unit of work holding it has committed or failed, instead of loading the same version,
+    losing the race at append and going round :class:`~cqrskit.middleware.RetryOnConflict`
+    again and again. Across processes, optimistic concurrency still decides. A unit of work
+    that would wait in a cycle (it holds what the holder is waiting for) raises
+    :class:`~cqrskit.errors.ConcurrencyError` at once, to be retried; handlers that load
+    such aggregates in a fixed order (sorted ids) never meet one. A unit of work waits at
+    most ``queue_timeout`` seconds, then goes ahead unqueued (optimistic concurrency
+    decides, as without the option): a holder stuck on an unreachable store must not add
+    its wait to the waits of everyone queued behind it.
     """
 
     def __init__(
-        self, store: EventStore, *, snapshot_every: Mapping[type[Aggregate], int] | None = None
+        self,
+        store: EventStore,
+        *,
+        snapshot_every: Mapping[type[Aggregate], int] | None = None,
+        one_writer_at_a_time: Iterable[type[Aggregate]] = (),
+        queue_timeout: float = 0.5,
     ) -> None:
         self.store = store
+        self._locked_types = frozenset(one_writer_at_a_time)
+        self._locks = _StreamLocks(queue_timeout)
         self._snapshot_every = dict(snapshot_every or {})
         for cls, every in self._snapshot_every.items():
             if every < 1:
@@ -124,13 +144,29 @@ class UnitOfWork:
     """What one command handler works with: the aggregates it loads or creates.
 
     The bus commits the unit of work after the handler returns: every aggregate with new
-    events is saved in one atomic append, recorded under the command's id.
+    events is saved in one atomic append, recorded under the command's id. Then (or when
+    the handler fails) it closes it, which lets the next unit of work load the aggregates
+    of the repository's ``one_writer_at_a_time`` types that this one held; a unit of work
+    made by hand must be closed the same way (:meth:`close`, or ``async with``).
     """
 
     def __init__(self, repository: Repository, command: Message) -> None:
         self.repository = repository
         self.command = command
         self._tracked: dict[str, Aggregate] = {}
+        self._held: list[str] = []
+
+    async def __aenter__(self) -> UnitOfWork:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Let other units of work load the aggregates this one held (see
+        ``Repository(one_writer_at_a_time=...)``); idempotent."""
+        held, self._held = self._held, []
+        self.repository._locks.release(self, held)
 
     async def load(self, cls: type[A], id: str, *, expected_version: int | None = None) -> A:
         """Load an aggregate and track it for the commit.
@@ -138,6 +174,7 @@ class UnitOfWork:
         With ``expected_version`` (e.g. from HTTP ``If-Match``), raise
         :class:`UnexpectedVersion` unless the aggregate is at exactly that version.
         """
+        await self._hold(cls, id)
         aggregate = await self.repository.load(cls, id)
         _check_version(cls, id, aggregate, expected_version)
         return self._track(aggregate)
@@ -147,6 +184,7 @@ class UnitOfWork:
 
         ``expected_version`` as in :meth:`load`; a missing aggregate is at version 0.
         """
+        await self._hold(cls, id)
         aggregate = await self.repository.find(cls, id)
         _check_version(cls, id, aggregate, expected_version)
         return None if aggregate is None else self._track(aggregate)
@@ -154,6 +192,13 @@ class UnitOfWork:
     def add(self, aggregate: A) -> A:
         """Track a newly created aggregate for the commit."""
         return self._track(aggregate)
+
+    async def _hold(self, cls: type[Aggregate], id: str) -> None:
+        if cls not in self.repository._locked_types:
+            return
+        stream_id = cls.stream_id_for(id)
+        if stream_id not in self._held and await self.repository._locks.acquire(self, stream_id):
+            self._held.append(stream_id)
 
     def _track(self, aggregate: A) -> A:
         known = self._tracked.get(aggregate.stream_id)
@@ -195,3 +240,88 @@ def _check_version(cls: type[A], id: str, aggregate: A | None, expected: int | N
     actual = 0 if aggregate is None else aggregate.version
     if expected is not None and actual != expected:
         raise UnexpectedVersion(cls.category, id, expected, actual)
+
+
+class _WaitCycle(ConcurrencyError):
+    """A unit of work would wait for a stream whose holder waits for one it holds."""
+
+    def __init__(self, stream_id: str) -> None:
+        self.stream_id = stream_id
+        self.expected = self.actual = -1
+        Exception.__init__(
+            self,
+            f"stream {stream_id!r} is held by a command that waits for a stream this one "
+            "holds; try again",
+        )
+
+
+class _StreamLocks:
+    """Per-stream locks of one repository, in one process: who holds each stream, who
+    waits for it, and what each waiting unit of work waits for (to refuse a cycle)."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._holders: dict[str, UnitOfWork] = {}
+        self._waiters: dict[str, list[tuple[UnitOfWork, asyncio.Future[None]]]] = {}
+        self._waiting_for: dict[UnitOfWork, str] = {}
+
+    async def acquire(self, uow: UnitOfWork, stream_id: str) -> bool:
+        """Hold ``stream_id`` for ``uow``: true once it does, false when the wait timed out."""
+        holder = self._holders.get(stream_id)
+        if holder is None:
+            self._holders[stream_id] = uow
+            return True
+        if self._would_deadlock(uow, holder):
+            # Retried by RetryOnConflict like any lost race; this unit of work then lets go
+            # of what it holds, so the cycle is broken.
+            raise _WaitCycle(stream_id)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(stream_id, []).append((uow, future))
+        self._waiting_for[uow] = stream_id
+        try:
+            # release() hands the stream over by resolving the future: then it is ours.
+            await asyncio.wait({future}, timeout=self._timeout)
+        except BaseException:
+            if future.done() and not future.cancelled():
+                self.release(uow, [stream_id])  # handed over as we were cancelled
+            else:
+                self._leave_queue(stream_id, future)
+            raise
+        finally:
+            self._waiting_for.pop(uow, None)
+        if future.done():
+            return True
+        self._leave_queue(stream_id, future)
+        future.cancel()
+        return False
+
+    def _leave_queue(self, stream_id: str, future: asyncio.Future[None]) -> None:
+        queue = self._waiters.get(stream_id, [])
+        queue[:] = [(u, f) for u, f in queue if f is not future]
+
+    def release(self, uow: UnitOfWork, stream_ids: list[str]) -> None:
+        for stream_id in stream_ids:
+            if self._holders.get(stream_id) is not uow:
+                continue
+            queue = self._waiters.get(stream_id)
+            while queue:
+                waiter, future = queue.pop(0)
+                if not future.done():
+                    self._holders[stream_id] = waiter
+                    future.set_result(None)
+                    break
+            else:
+                del self._holders[stream_id]
+                self._waiters.pop(stream_id, None)
+
+    def _would_deadlock(self, uow: UnitOfWork, holder: UnitOfWork) -> bool:
+        """Whether ``holder`` waits, directly or down a chain, for a stream ``uow`` holds."""
+        seen: set[int] = set()
+        current: UnitOfWork | None = holder
+        while current is not None and id(current) not in seen:
+            if current is uow:
+                return True
+            seen.add(id(current))
+            waited = self._waiting_for.get(current)
+            current = None if waited is None else self._holders.get(waited)
+        return False

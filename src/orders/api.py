@@ -20,12 +20,12 @@ from cqrskit import Command, CommandResult, Metadata
 from cqrskit.fastapi import (
     DEFAULT_MAX_BODY_BYTES,
     QUERY_RESPONSES,
+    app_services,
     command_metadata,
     command_response,
     command_responses,
     cqrs_lifespan,
     etag,
-    get_services,
     if_match_version,
     install_body_limit,
     install_health,
@@ -103,8 +103,9 @@ PREFIX = "/api/v1"
 _bearer = HTTPBearer(auto_error=False, description="A token from `orders token`.")
 
 
-def _services(request: Request) -> Services:
-    services = get_services(request)
+async def _services(request: Request) -> Services:
+    # A coroutine, like every dependency here: FastAPI runs plain functions in its thread pool.
+    services = app_services(request.app)
     assert isinstance(services, Services), "the app was not made by create_app"
     return services
 

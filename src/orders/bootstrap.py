@@ -21,13 +21,16 @@ from cqrskit import (
     ProjectionRunner,
     QueryBus,
     ReadStore,
-    Repository,
     open_event_store,
 )
 from cqrskit.fastapi import CqrsServices
 from cqrskit.projection import PostgresLeases, ProjectionState
 from cqrskit.readstore import open_redis_read_store, open_sql_read_store
-from orders.application.command_handlers import command_middleware, register_command_handlers
+from orders.application.command_handlers import (
+    command_middleware,
+    command_repository,
+    register_command_handlers,
+)
 from orders.application.queries import Readers, query_handlers
 from orders.application.views import OrderDetailsReader
 from orders.auth import TokenService, load_or_create_secret
@@ -137,9 +140,10 @@ async def open_services(
         read_stores: dict[str, ReadStore[Any]] = dict.fromkeys(projections, sql)
         read_stores["order_details"] = details_store
 
+        metrics = metrics if metrics is not None else CollectorRegistry()
         command_bus = CommandBus(
-            Repository(events),
-            [LoggingMiddleware(), *command_middleware(events)],
+            command_repository(events),
+            [LoggingMiddleware(), *command_middleware(events, metrics)],
         )
         register_command_handlers(command_bus)
         query_bus = QueryBus([LoggingMiddleware(logging.getLogger("orders.queries"))])
@@ -153,7 +157,6 @@ async def open_services(
         for query_type, handler in query_handlers(readers).items():
             query_bus.register(query_type, handler)
 
-        metrics = metrics if metrics is not None else CollectorRegistry()
         runner: ProjectionRunner | None = None
         if run_projections:
             runner = ProjectionRunner(

@@ -3,8 +3,10 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from cqrskit import (
+    AppendResult,
     Command,
     CommandBus,
     CommandResult,
@@ -124,6 +126,30 @@ async def test_retry_gives_up_after_its_attempts(store: MemoryEventStore) -> Non
     assert tries == 3
 
 
+async def test_retry_counts_lost_races_in_its_registry(store: MemoryEventStore) -> None:
+    losses = {"won on the second try": 1, "never won": 2}
+
+    async def loses_at_first(command: AddItem, uow: UnitOfWork) -> str:
+        if losses[command.name] > 0:
+            losses[command.name] -= 1
+            raise ConcurrencyError("s", 1, 2)
+        return await add_item(command, uow)
+
+    registry = CollectorRegistry()
+    retry = RetryOnConflict(attempts=2, base_delay=0.0001, registry=registry)
+    bus = CommandBus(Repository(store), [retry])
+    bus.register(AddItem, loses_at_first)
+    await bus.send(AddItem(tally_id="t", name="won on the second try"))
+    with pytest.raises(ConcurrencyError):
+        await bus.send(AddItem(tally_id="t", name="never won"))
+
+    def count(outcome: str) -> float | None:
+        labels = {"command": "AddItem", "outcome": outcome}
+        return registry.get_sample_value("cqrskit_command_conflicts_total", labels)
+
+    assert (count("retried"), count("gave_up")) == (2.0, 1.0)
+
+
 async def test_idempotent_commands_and_domain_errors(store: MemoryEventStore) -> None:
     bus = CommandBus(Repository(store), [IdempotencyMiddleware(store)])
     bus.register(AddItem, add_item)
@@ -136,6 +162,66 @@ async def test_idempotent_commands_and_domain_errors(store: MemoryEventStore) ->
     second = await bus.send(good)
     assert (second.aggregate_id, second.position, second.replayed) == ("t", first.position, True)
     assert await store.stream_version(Tally.stream_id_for("t")) == 1
+
+
+async def test_only_a_failing_command_looks_up_its_idempotency_record(
+    store: MemoryEventStore,
+) -> None:
+    lookups: list[str] = []
+    find_idempotent = store.find_idempotent
+
+    async def counted(key: str) -> AppendResult | None:
+        lookups.append(key)
+        return await find_idempotent(key)
+
+    async def add_new_item(command: AddItem, uow: UnitOfWork) -> str:
+        tally = await uow.find(Tally, command.tally_id) or uow.add(Tally(command.tally_id))
+        if command.name in tally.items:
+            raise DomainError(f"{command.name} is already there")
+        tally.add(command.name, command.quantity)
+        return tally.id
+
+    store.find_idempotent = counted  # type: ignore[method-assign]
+    bus = CommandBus(Repository(store), [IdempotencyMiddleware(store)])
+    bus.register(AddItem, add_item)
+    command = AddItem(tally_id="t", name="x")
+    first = await bus.send(command)
+    assert lookups == []
+    # A repeat that runs to its append is recognised there, by the store: nothing written.
+    again = await bus.send(command)
+    assert (again.aggregate_id, again.position, again.replayed) == ("t", first.position, True)
+    assert lookups == []
+    # A repeat whose handler now refuses (the item is there) is answered from the record.
+    strict = CommandBus(Repository(store), [IdempotencyMiddleware(store)])
+    strict.register(AddItem, add_new_item)
+    third = await strict.send(command)
+    assert (third.aggregate_id, third.position, third.replayed) == ("t", first.position, True)
+    assert lookups == [str(command.metadata.message_id)]
+    # A new command that fails looks, finds nothing, and raises its own error.
+    with pytest.raises(DomainError, match="already there"):
+        await strict.send(AddItem(tally_id="t", name="x"))
+    assert await store.stream_version(Tally.stream_id_for("t")) == 1
+
+
+async def test_a_command_failing_for_want_of_a_store_looks_nothing_up(
+    store: MemoryEventStore,
+) -> None:
+    lookups: list[str] = []
+
+    async def counted(key: str) -> AppendResult | None:
+        lookups.append(key)
+        return None
+
+    async def store_down(command: AddItem, uow: UnitOfWork) -> str:
+        raise ConnectionError("the store is down")
+
+    store.find_idempotent = counted  # type: ignore[method-assign]
+    bus = CommandBus(Repository(store), [IdempotencyMiddleware(store)])
+    bus.register(AddItem, store_down)
+    with pytest.raises(ConnectionError):
+        await bus.send(AddItem(tally_id="t", name="x"))
+    # Asking the store that is down would make the caller wait for it a second time.
+    assert lookups == []
 
 
 async def test_logging_middleware_records_correlation(

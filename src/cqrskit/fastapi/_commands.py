@@ -129,7 +129,7 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def if_match_version(
+async def if_match_version(  # a coroutine: a plain function would run in the thread pool
     if_match: Annotated[
         str | None,
         Header(

@@ -98,17 +98,24 @@ def app_services(app: FastAPI) -> CqrsServices:
     return services
 
 
-def get_services(request: Request) -> CqrsServices:
-    """Dependency: the app's :class:`CqrsServices` (opened by :func:`cqrs_lifespan`)."""
+# The dependencies are coroutines although they never wait: FastAPI runs a plain function
+# dependency in its thread pool, a thread hop (and GIL hand-over) on every request.
+
+
+async def get_services(request: Request) -> CqrsServices:
+    """Dependency: the app's :class:`CqrsServices` (opened by :func:`cqrs_lifespan`); outside
+    a request, use :func:`app_services`."""
     return app_services(request.app)
 
 
-def get_command_bus(services: Annotated[CqrsServices, Depends(get_services)]) -> CommandBus:
+async def get_command_bus(
+    services: Annotated[CqrsServices, Depends(get_services)],
+) -> CommandBus:
     """Dependency: the app's command bus."""
     return services.command_bus
 
 
-def get_query_bus(services: Annotated[CqrsServices, Depends(get_services)]) -> QueryBus:
+async def get_query_bus(services: Annotated[CqrsServices, Depends(get_services)]) -> QueryBus:
     """Dependency: the app's query bus."""
     return services.query_bus
 

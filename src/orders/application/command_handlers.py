@@ -13,7 +13,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from uuid import UUID
 
+from prometheus_client import CollectorRegistry
+
 from cqrskit import (
+    Aggregate,
     AggregateNotFound,
     Command,
     CommandBus,
@@ -22,6 +25,7 @@ from cqrskit import (
     EventStore,
     IdempotencyMiddleware,
     Middleware,
+    Repository,
     RetryOnConflict,
     UnitOfWork,
 )
@@ -48,14 +52,17 @@ from orders.domain import (
 
 __all__ = [
     "COMMAND_HANDLERS",
+    "ONE_WRITER_AT_A_TIME",
     "RETRY_ATTEMPTS",
     "RETRY_BASE_DELAY",
     "RETRY_MAX_DELAY",
+    "SNAPSHOT_EVERY",
     "add_order_item",
     "add_product",
     "cancel_order",
     "change_product_price",
     "command_middleware",
+    "command_repository",
     "place_order",
     "register_command_handlers",
     "register_customer",
@@ -76,14 +83,37 @@ RETRY_MAX_DELAY = 0.05
 """Seconds: the highest ceiling of the jittered wait. Kept low so that a contended order
 is retried soon; the jitter, not a long wait, is what spreads the writers apart."""
 
+SNAPSHOT_EVERY: dict[type[Aggregate], int] = {Product: 20}
+"""The repository's ``snapshot_every``: every order appends to its products' streams, so
+a product is loaded from its latest snapshot and the fewer than 20 events after it,
+however many orders it has had. (Customers and orders have short streams.)"""
 
-def command_middleware(store: EventStore) -> list[Middleware[Command, CommandResult]]:
+ONE_WRITER_AT_A_TIME: frozenset[type[Aggregate]] = frozenset({Product})
+"""The repository's ``one_writer_at_a_time``: a popular product is one stream that many
+orders append to at once; in one process they queue for it rather than race for it and
+retry (the handlers load products in sorted order, so no two ever wait for each other)."""
+
+
+def command_repository(store: EventStore) -> Repository:
+    """The repository the service's commands run with (snapshots, one writer per product)."""
+    return Repository(
+        store, snapshot_every=SNAPSHOT_EVERY, one_writer_at_a_time=ONE_WRITER_AT_A_TIME
+    )
+
+
+def command_middleware(
+    store: EventStore, registry: CollectorRegistry | None = None
+) -> list[Middleware[Command, CommandResult]]:
     """The command-bus middleware the service runs with, outermost first: idempotency by
-    command id, then retry on a lost race (each try reloads its aggregates)."""
+    command id, then retry on a lost race (each try reloads its aggregates), counting
+    the lost races in ``registry`` when given."""
     return [
         IdempotencyMiddleware(store),
         RetryOnConflict(
-            attempts=RETRY_ATTEMPTS, base_delay=RETRY_BASE_DELAY, max_delay=RETRY_MAX_DELAY
+            attempts=RETRY_ATTEMPTS,
+            base_delay=RETRY_BASE_DELAY,
+            max_delay=RETRY_MAX_DELAY,
+            registry=registry,
         ),
     ]
 
@@ -157,9 +187,10 @@ async def place_order(command: PlaceOrder, uow: UnitOfWork) -> str:
     order_id = str(command.order_id)
     if await uow.find(Order, order_id) is not None:
         raise DomainError(f"order {order_id} already exists; choose another id")
+    products = await _load_products(uow, (item.product_id for item in command.items))
     lines = []
     for item in command.items:
-        product = await uow.load(Product, str(item.product_id))
+        product = products[item.product_id]
         product.reserve(command.order_id, item.quantity)
         lines.append(_line_from_catalog(product, item.quantity))
     uow.add(Order.place(command.order_id, command.customer_id, lines, command.shipping_address))
@@ -197,9 +228,9 @@ async def cancel_order(command: CancelOrder, uow: UnitOfWork) -> str:
         expected_version=command.expected_version,
     )
     order.cancel(command.reason)
-    for product_id, quantity in order.quantities_by_product().items():
-        product = await uow.load(Product, str(product_id))
-        product.release(order.order_id, quantity)
+    quantities = order.quantities_by_product()
+    for product_id, product in (await _load_products(uow, quantities)).items():
+        product.release(order.order_id, quantities[product_id])
     return order.id
 
 
@@ -219,6 +250,13 @@ async def _load_order(
     if expected_version is not None and order.version != expected_version:
         raise UnexpectedVersion(Order.category, order.id, expected_version, order.version)
     return order
+
+
+async def _load_products(uow: UnitOfWork, product_ids: Iterable[UUID]) -> dict[UUID, Product]:
+    # In one order (sorted ids) in every handler: a command waiting for a product another
+    # command holds (:data:`ONE_WRITER_AT_A_TIME`) then never holds one that
+    # the other is waiting for.
+    return {pid: await uow.load(Product, str(pid)) for pid in sorted(product_ids)}
 
 
 def _refuse_repeated_products(items: Iterable[ItemRequest]) -> None:

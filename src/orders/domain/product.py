@@ -1,8 +1,9 @@
-"""Products in the catalog: price and stock, reserved per order; and SKU uniqueness."""
+"""Products in the catalog: price, stock and units reserved for orders; and SKU uniqueness."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from cqrskit.aggregate import Aggregate
@@ -25,8 +26,14 @@ __all__ = ["Product", "SkuReservation"]
 class Product(Aggregate):
     """A catalog product whose available stock never goes below zero.
 
-    Stock reserved for an order is remembered per order, so that releasing it (when the
-    order is cancelled) gives back exactly what was taken and can never create stock.
+    The product counts the units reserved for orders and not given back, and refuses to
+    release more than that: releasing can never create stock. Which order holds how many
+    units is the order's own record (its lines); cancelling an order releases exactly
+    those, once, in the order's own append. The product keeps no per-order map: every
+    order for it would grow the product's state (and its snapshots) for good.
+
+    Every order appends to the streams of its products, so they grow without end: the
+    product supports snapshots, and the service loads products from them.
     """
 
     category = "Product"
@@ -37,7 +44,8 @@ class Product(Aggregate):
         self.name = ""
         self.price = Decimal(0)
         self.available = 0
-        self._reserved: dict[UUID, int] = {}
+        self.reserved = 0
+        """Units reserved for orders and not released (shipped orders' units included)."""
 
     @classmethod
     def add(cls, product_id: UUID, sku: str, name: str, price: Decimal, stock: int) -> Product:
@@ -55,10 +63,6 @@ class Product(Aggregate):
     def product_id(self) -> UUID:
         """The id as the events carry it."""
         return UUID(self.id)
-
-    def reserved_for(self, order_id: UUID) -> int:
-        """How many units are set aside for ``order_id``."""
-        return self._reserved.get(order_id, 0)
 
     def restock(self, quantity: int) -> None:
         """Add ``quantity`` units to the stock."""
@@ -82,13 +86,13 @@ class Product(Aggregate):
         self.record(StockReserved(product_id=self.product_id, order_id=order_id, quantity=quantity))
 
     def release(self, order_id: UUID, quantity: int) -> None:
-        """Give back ``quantity`` of the units reserved for ``order_id``."""
+        """Give back ``quantity`` units that ``order_id`` reserved; never more than are
+        reserved for all orders together."""
         _require_positive(quantity, "release")
-        reserved = self.reserved_for(order_id)
-        if quantity > reserved:
+        if quantity > self.reserved:
             raise DomainError(
                 f"cannot release {quantity} units of product {self.sku} ({self.id}) for "
-                f"order {order_id}: only {reserved} are reserved for it"
+                f"order {order_id}: only {self.reserved} are reserved"
             )
         self.record(StockReleased(product_id=self.product_id, order_id=order_id, quantity=quantity))
 
@@ -103,19 +107,30 @@ class Product(Aggregate):
                 self.available += quantity
             case ProductPriceChanged(price=price):
                 self.price = price
-            case StockReserved(order_id=order_id, quantity=quantity):
+            case StockReserved(quantity=quantity):
                 self.available -= quantity
-                self._reserved[order_id] = self.reserved_for(order_id) + quantity
-            case StockReleased(order_id=order_id, quantity=quantity):
+                self.reserved += quantity
+            case StockReleased(quantity=quantity):
                 self.available += quantity
-                left = self.reserved_for(order_id) - quantity
-                if left:
-                    self._reserved[order_id] = left
-                else:
-                    # Settled orders would otherwise accumulate for the product's lifetime.
-                    self._reserved.pop(order_id, None)
+                self.reserved -= quantity
             case _:
                 super().apply(event)
+
+    def snapshot_state(self) -> dict[str, Any]:
+        return {
+            "sku": self.sku,
+            "name": self.name,
+            "price": str(self.price),
+            "available": self.available,
+            "reserved": self.reserved,
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        self.sku = state["sku"]
+        self.name = state["name"]
+        self.price = Decimal(state["price"])
+        self.available = state["available"]
+        self.reserved = state["reserved"]
 
 
 class SkuReservation(Aggregate):
