@@ -117,6 +117,7 @@ async def read_through(
     deadline = time.monotonic() + timeout
     while True:
         page = await store.read_all(after, limit=1_000_000)
-        if (page and page[-1].position >= last) or time.monotonic() > deadline:
+        reached = last <= after or (page and page[-1].position >= last)
+        if reached or time.monotonic() > deadline:
             return page
         await store.wait_for_events(page[-1].position if page else after, 0.2)
