@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 from rich.text import Text
 
+from cqrskit.errors import StoreOptionError
 from cqrskit.store.base import START, Position
 from orders.auth import Role
 from orders.logs import configure_logging
@@ -92,7 +93,12 @@ def serve(
             _fail(f"--port must be between 1 and 65535, not {port}", code=2)
         settings.port = port
     if runner_only:
-        asyncio.run(_run_projections(settings))
+        try:
+            asyncio.run(_run_projections(settings))
+        except StoreOptionError as exc:
+            _fail(str(exc), code=2)
+        except OSError as exc:  # StoreUnavailable names the store and its URL
+            _fail(f"cannot reach the stores: {exc}")
         return
 
     import uvicorn
@@ -214,6 +220,8 @@ def _operate(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
         return asyncio.run(run())
     except OperationError as exc:
         _fail(str(exc))
+    except StoreOptionError as exc:
+        _fail(str(exc), code=2)
     except TimeoutError:
         raise  # an OSError too, but the command's own deadline: it says what ran out
     except OSError as exc:
