@@ -30,7 +30,7 @@ import asyncpg
 
 from cqrskit.messages import DomainEvent, Metadata
 from cqrskit.store import NO_STREAM, START, EventRegistry
-from cqrskit.store._pg_schema import append_one_event_sql
+from cqrskit.store._pg_append import append_one_event_sql
 from cqrskit.store.postgres import NotifyMode, PostgresEventStore
 
 RESULTS = Path(__file__).parent / "results" / "event_store.json"

@@ -25,13 +25,13 @@ from cqrskit._signal import Signal
 from cqrskit.errors import ConcurrencyError, EventStoreError
 from cqrskit.store._common import EncodedAppend, load_result
 from cqrskit.store._pg_listener import CONNECTION_ERRORS
-from cqrskit.store._pg_schema import PgTarget, append_one_event_sql
+from cqrskit.store._pg_schema import PgTarget
 from cqrskit.store.base import ANY, AppendResult, Idempotency, Position
 
 if TYPE_CHECKING:
     from cqrskit.store._pg_schema import Connection
 
-__all__ = ["EventStoreConnectionLost", "NotifyMode", "PgAppender"]
+__all__ = ["EventStoreConnectionLost", "NotifyMode", "PgAppender", "append_one_event_sql"]
 
 _log = logging.getLogger("cqrskit.store.postgres")
 
@@ -261,3 +261,57 @@ class PgAppender:
             notifier.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await notifier
+
+
+def append_one_event_sql(s: str, *, keyed: bool) -> str:
+    """The append of a single event to a single stream, as one statement.
+
+    The common case and the hot one: the client runs this instead of ``append_events``
+    because a plain statement with scalar parameters costs the server far less than the
+    function's procedural steps and array parameters (measured: about 0.95x a bare
+    INSERT, against 0.75x). The semantics are the function's for this case: every read
+    (the idempotency key, the stream version) uses the statement's snapshot, taken before
+    its first write.
+
+    Parameters: $1 stream, $2 expected version, $3 type, $4 schema version, $5 data,
+    $6 metadata, $7 NOTIFY channel or null; ``keyed`` adds $8 idempotency key and $9
+    result id. Returns the stored result of an earlier append with the key (a replay),
+    the version the stream was at and, when the row was written, its transaction id and
+    global position (null after a version mismatch).
+    """
+    earlier = (
+        f"earlier AS (SELECT i.result FROM {s}.idempotency i WHERE i.key = $8)," if keyed else ""
+    )
+    not_replayed = "AND NOT EXISTS (SELECT FROM earlier)" if keyed else ""
+    recorded = (
+        f""", recorded AS (
+            INSERT INTO {s}.idempotency (key, result)
+            SELECT $8, json_build_object(
+                       'versions', json_build_object($1::text, cur.actual + 1),
+                       'position', json_build_array(w.transaction_id::text::bigint,
+                                                    w.global_position),
+                       'result_id', $9::text)::text
+              FROM cur, written w
+        )"""
+        if keyed
+        else ""
+    )
+    stored = "(SELECT earlier.result FROM earlier)" if keyed else "NULL::text"
+    return f"""
+        WITH {earlier}
+        cur AS (
+            SELECT coalesce((SELECT e.version FROM {s}.events e WHERE e.stream_id = $1
+                              ORDER BY e.version DESC LIMIT 1), 0) AS actual
+        ), written AS (
+            INSERT INTO {s}.events
+                (stream_id, version, event_type, schema_version, data, metadata)
+            SELECT $1, cur.actual + 1, $3, $4, $5, $6
+              FROM cur
+             WHERE ($2::bigint = -1 OR $2::bigint = cur.actual) {not_replayed}
+            RETURNING transaction_id, global_position
+        ){recorded}
+        SELECT {stored} AS stored, cur.actual, w.transaction_id, w.global_position,
+               CASE WHEN w.global_position IS NOT NULL AND $7::text IS NOT NULL
+                    THEN pg_notify($7, '') END AS notified
+          FROM cur LEFT JOIN written w ON true
+    """
