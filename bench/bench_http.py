@@ -65,6 +65,8 @@ from typing import Any
 import httpx
 import orjson
 
+from _publish import publish
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "http.json"
 SECRET = "bench-http-secret-" + "b" * 40
@@ -669,14 +671,7 @@ def main() -> None:
         return
     results = asyncio.run(run(args))
     if not args.no_json:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-        print(f"\nwrote {RESULTS.relative_to(ROOT)}")
-        sys.path.insert(0, str(Path(__file__).parent))
-        import plots
-
-        for path in plots.http_plots(results):
-            print(f"wrote {path.relative_to(ROOT)}")
+        publish(RESULTS, results, "http_plots")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import random
@@ -49,6 +48,7 @@ from typing import Any
 import asyncpg
 from prometheus_client import CollectorRegistry
 
+from _publish import publish
 from cqrskit.messages import Metadata
 from cqrskit.projection import ProjectionRunner
 from cqrskit.readstore import SqlReadStore, open_sql_read_store
@@ -413,14 +413,7 @@ def main() -> None:
     args = arguments()
     results = asyncio.run(run(args))
     if not args.no_json:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-        print(f"\nwrote {RESULTS.relative_to(ROOT)}")
-        sys.path.insert(0, str(Path(__file__).parent))
-        import plots
-
-        for path in plots.search_plots(results):
-            print(f"wrote {path.relative_to(ROOT)}")
+        publish(RESULTS, results, "search_plots")
 
 
 if __name__ == "__main__":
