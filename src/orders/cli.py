@@ -8,7 +8,7 @@ import getpass
 import json
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -93,13 +93,12 @@ def serve(
             _fail(f"--port must be between 1 and 65535, not {port}", code=2)
         settings.port = port
     if runner_only:
-        try:
-            asyncio.run(_run_projections(settings))
-        except StoreOptionError as exc:
-            _fail(str(exc), code=2)
-        except OSError as exc:  # StoreUnavailable names the store and its URL
-            _fail(f"cannot reach the stores: {exc}")
+        _on_stores(_run_projections(settings))
         return
+    # The app opens its stores in its lifespan, where a failure reaches uvicorn's log as
+    # a traceback: open them once before, so that a bad URL or a store that is down is
+    # one line and an exit code, as from every other command.
+    _on_stores(_open_and_close(settings))
 
     import uvicorn
 
@@ -126,6 +125,13 @@ def serve(
         log_config=None,  # uvicorn's loggers propagate to ours (configure_logging)
         timeout_graceful_shutdown=30,
     )
+
+
+async def _open_and_close(settings: Settings) -> None:
+    from orders.bootstrap import open_services
+
+    async with open_services(settings, run_projections=False):
+        pass
 
 
 async def _run_projections(settings: Settings) -> None:
@@ -217,9 +223,16 @@ def _operate(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
             return await work(services)
 
     try:
-        return asyncio.run(run())
+        return _on_stores(run())
     except OperationError as exc:
         _fail(str(exc))
+
+
+def _on_stores(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work``, which opens the stores: a store it cannot use is one line and exit
+    code 2 (a bad option) or 1 (unreachable), never a traceback."""
+    try:
+        return asyncio.run(work)
     except StoreOptionError as exc:
         _fail(str(exc), code=2)
     except TimeoutError:

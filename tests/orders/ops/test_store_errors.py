@@ -1,6 +1,6 @@
 """A store URL the service cannot use is a one-line error from the commands that open
-stores, never a traceback: a bad option exits 2 before anything is opened, an unreachable
-server exits 1 naming the store."""
+stores (``serve`` too, before uvicorn starts), never a traceback: a bad option exits 2
+before anything is opened, an unreachable server exits 1 naming the store."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ UNREACHABLE = "postgresql://postgres@127.0.0.1:1/test"
 
 
 @pytest.mark.parametrize(
-    "command", [["projections", "status"], ["serve", "--runner-only"]], ids=" ".join
+    "command",
+    [["projections", "status"], ["serve"], ["serve", "--runner-only"]],
+    ids=" ".join,
 )
 @pytest.mark.parametrize(
     ("url", "code", "says"),
