@@ -1,7 +1,7 @@
 """HTTP benchmark: the Orders service against a plain CRUD app, PlaceOrder and GetOrder.
 
     .venv/bin/python bench/bench_http.py [--rounds 3] [--seconds 3] [--clients 1,8,32,64]
-        [--targets sqlite,postgres,crud] [--url postgresql://postgres@127.0.0.1:5432/test]
+        [--targets sqlite,postgres,crud] (add postgres-split for the two-process layout) [--url postgresql://postgres@127.0.0.1:5432/test]
         [--redis-url redis://127.0.0.1:6379/15]
     .venv/bin/python bench/bench_http.py --quick     # smoke run, about a minute, no JSON
 
@@ -11,6 +11,11 @@ Servers, each one uvicorn worker started as a subprocess on a free port of 127.0
   projection runner in the same process);
 - ``postgres``: ``orders serve`` on PostgreSQL (events and SQL read models in two fresh
   schemas) with order details in Redis (a fresh key prefix);
+- ``postgres-split`` (only when named in ``--targets``): the same on PostgreSQL + Redis,
+  but the API in one process (``orders serve --api-only``) and the projection runner in a
+  second (``orders serve --runner-only``), in schemas and a key prefix of its own. It uses
+  two processes, so it is not the one-worker comparison: it shows what moving the runner
+  out of the API's process gives;
 - ``crud``: ``bench/crud_app.py``, the same routes as FastAPI + asyncpg over plain tables
   (one transaction per order: check the customer, lock and read the products, decrement
   their stock, insert the order), in a fresh schema.
@@ -83,6 +88,7 @@ GOALS = {
 LABELS = {
     "sqlite": "cqrskit, embedded SQLite",
     "postgres": "cqrskit, PostgreSQL + Redis",
+    "postgres-split": "cqrskit, PG + Redis, runner 2nd process",
     "crud": "CRUD, FastAPI + asyncpg",
 }
 
@@ -310,6 +316,9 @@ class Server:
     customers: list[str] = field(default_factory=list)
     products: list[str] = field(default_factory=list)
     orders: list[str] = field(default_factory=list)
+    companion: list[str] | None = None
+    """A second process started and stopped with the server (a projection runner)."""
+    companion_process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -323,6 +332,14 @@ class Server:
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
         )
+        if self.companion is not None:
+            self.companion_process = subprocess.Popen(
+                self.companion,
+                env=self.env,
+                cwd=ROOT,
+                stdout=self.log.with_suffix(".companion.log").open("w"),
+                stderr=subprocess.STDOUT,
+            )
 
     def wait_ready(self, timeout: float = 60) -> None:
         assert self.process is not None
@@ -337,13 +354,14 @@ class Server:
         raise RuntimeError(f"{self.name} not up in {timeout}s:\n{self.log.read_text()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        for process in (self.process, self.companion_process):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 async def seed(server: Server, token: str) -> None:
@@ -389,7 +407,8 @@ class Stores:
 
     @property
     def schemas(self) -> list[str]:
-        return [f"bench_http_{self.tag}_{part}" for part in ("events", "read", "crud")]
+        parts = ("events", "read", "crud", "split_events", "split_read")
+        return [f"bench_http_{self.tag}_{part}" for part in parts]
 
     @property
     def redis_prefix(self) -> str:
@@ -420,19 +439,29 @@ def make_servers(targets: list[str], stores: Stores, tmp: Path) -> list[Server]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("ORDERS_")}
     base |= {"ORDERS_JWT_SECRET": SECRET, "ORDERS_LOG_LEVEL": "warning"}
     serve = [sys.executable, "-m", "orders", "serve"]
-    events, read, crud = stores.schemas
+    events, read, crud, split_events, split_read = stores.schemas
     servers = []
     for name in targets:
         env = base | {"ORDERS_DATA_DIR": str(tmp / name)}
         if name == "sqlite":
             servers.append(Server(name, serve, env, tmp / f"{name}.log"))
-        elif name == "postgres":
+        elif name in ("postgres", "postgres-split"):
+            split = name == "postgres-split"
             env |= {
-                "ORDERS_EVENT_STORE_URL": with_query(stores.url, schema=events),
-                "ORDERS_READ_DB_URL": with_query(stores.url, schema=read),
-                "ORDERS_REDIS_URL": with_query(stores.redis_url, prefix=stores.redis_prefix),
+                "ORDERS_EVENT_STORE_URL": with_query(
+                    stores.url, schema=split_events if split else events
+                ),
+                "ORDERS_READ_DB_URL": with_query(stores.url, schema=split_read if split else read),
+                "ORDERS_REDIS_URL": with_query(
+                    stores.redis_url, prefix=stores.redis_prefix + ("split:" if split else "")
+                ),
             }
-            servers.append(Server(name, serve, env, tmp / f"{name}.log"))
+            if split:
+                server = Server(name, [*serve, "--api-only"], env, tmp / f"{name}.log")
+                server.companion = [*serve, "--runner-only"]
+                servers.append(server)
+            else:
+                servers.append(Server(name, serve, env, tmp / f"{name}.log"))
         else:
             command = [sys.executable, str(ROOT / "bench" / "crud_app.py")]
             command += ["--url", stores.url, "--schema", crud]
@@ -558,14 +587,14 @@ def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def print_table(rows: list[dict[str, Any]], checked: list[dict[str, Any]]) -> None:
     print()
     print(
-        f"{'scenario':9} {'clients':>7} {'server':30} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+        f"{'scenario':9} {'clients':>7} {'server':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
         f" {'vs CRUD':>8} {'p99 vs':>7} {'errors':>6} {'client CPU':>10}"
     )
     for row in rows:
         ratio = f"{row['vs_crud_per_s']:.2f}" if "vs_crud_per_s" in row else ""
         p99 = f"{row['vs_crud_p99']:.2f}" if "vs_crud_p99" in row else ""
         print(
-            f"{row['op']:9} {row['clients']:>7} {LABELS[row['target']]:30} {row['per_s']:>9,.1f}"
+            f"{row['op']:9} {row['clients']:>7} {LABELS[row['target']]:40} {row['per_s']:>9,.1f}"
             f" {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {ratio:>8} {p99:>7} {row['errors']:>6}"
             f" {row['load_generator_cpu']:>10.2f}"
         )
@@ -596,7 +625,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for server in servers:
             server.stop()
-        await stores.drop(redis="postgres" in args.targets)
+        await stores.drop(redis=any(t.startswith("postgres") for t in args.targets))
         shutil.rmtree(tmp, ignore_errors=True)
     rows = summarise(runs, args.targets)
     checked = goals(rows)
@@ -643,7 +672,10 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     parser.add_argument("--clients", default="1,8,32,64", help="client counts, comma-separated")
     parser.add_argument(
-        "--targets", default="sqlite,postgres,crud", help="servers: sqlite, postgres, crud"
+        "--targets",
+        default="sqlite,postgres,crud",
+        help="servers: sqlite, postgres, crud, and postgres-split (API and runner in two "
+        "processes; not in the default list)",
     )
     parser.add_argument(
         "--load-client",

@@ -24,6 +24,7 @@ DOCS = ROOT / "docs" / "bench"
 COLOURS = {
     "sqlite": "tab:blue",
     "postgres": "tab:green",
+    "postgres-split": "tab:olive",
     "crud": "tab:gray",
     "cqrskit": "tab:blue",
     "eventsourcing": "tab:orange",
@@ -32,6 +33,7 @@ COLOURS = {
 HTTP_LABELS = {
     "sqlite": "cqrskit, embedded SQLite",
     "postgres": "cqrskit, PostgreSQL + Redis",
+    "postgres-split": "cqrskit, PostgreSQL + Redis, runner in a 2nd process",
     "crud": "CRUD, FastAPI + asyncpg (PostgreSQL)",
 }
 OPS = {"place": "PlaceOrder (POST /orders)", "get": "GetOrder (GET /orders/{id})"}

@@ -60,13 +60,24 @@ class Principal:
         return None if self.is_staff else UUID(self.subject)
 
 
+VERIFIED_CACHE_SIZE = 1024
+"""How many verified tokens :meth:`TokenService.verify` remembers (each until it expires)."""
+
+
 class TokenService:
-    """Issues and checks the service's tokens with one HS256 secret."""
+    """Issues and checks the service's tokens with one HS256 secret.
+
+    A client sends the same token with every request, and decoding it (signature, claims)
+    cost ~80 µs, a tenth of a GetOrder's CPU: a token that verified is remembered, whole
+    and byte for byte, until its ``exp``, so a repeat is a dictionary lookup and a clock
+    check. Only valid tokens are remembered, at most :data:`VERIFIED_CACHE_SIZE` of them.
+    """
 
     def __init__(self, secret: str) -> None:
         if len(secret.encode()) < 32:
             raise ValueError("the JWT secret must be at least 32 bytes long")
         self._secret = secret
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def issue(self, subject: str, role: Role, ttl: float = 24 * 3600) -> str:
         """A signed token for ``subject`` with ``role``, valid for ``ttl`` seconds."""
@@ -85,6 +96,20 @@ class TokenService:
 
     def verify(self, token: str) -> Principal:
         """The principal of a valid token; :class:`InvalidToken` (saying why) otherwise."""
+        known = self._verified.get(token)
+        if known is not None:
+            principal, expires = known
+            if time.time() < expires:
+                return principal
+            del self._verified[token]
+        principal, expires = self._decode(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            # Dropping all is cheaper than tracking use, and a service has few callers.
+            self._verified.clear()
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -106,7 +131,7 @@ class TokenService:
             principal.customer_id  # noqa: B018 - a customer's subject must be a UUID
         except ValueError:
             raise InvalidToken("the token's role or subject is not valid") from None
-        return principal
+        return principal, float(claims["exp"])
 
 
 def load_or_create_secret(data_dir: Path) -> str:

@@ -17,7 +17,7 @@ from cqrskit.fastapi._problems import (
     mark_stale_read,
     problem_responses,
 )
-from cqrskit.fastapi._services import ServicesDep
+from cqrskit.fastapi._services import app_services
 from cqrskit.store.base import Position
 
 __all__ = ["QUERY_RESPONSES", "STALE_READ", "ReadConsistency", "read_your_writes"]
@@ -70,7 +70,6 @@ def read_your_writes(*projections: str, timeout: float | None = None) -> ReadYou
     async def wait_until_read_model_has_write(
         request: Request,
         response: Response,
-        services: ServicesDep,
         consistency_token: Annotated[
             str | None,
             Header(
@@ -89,6 +88,9 @@ def read_your_writes(*projections: str, timeout: float | None = None) -> ReadYou
                 "must be the Consistency-Token of a command's answer",
                 consistency_token[:100],
             ) from None
+        # Not a ServicesDep parameter: a query's dependencies are a good part of its CPU,
+        # and the services are needed only when there is a token to wait for.
+        services = app_services(request.app)
         limit = timeout if timeout is not None else services.consistency_timeout
         # Waiting in parallel shares one deadline among all the projections.
         waits = await asyncio.gather(

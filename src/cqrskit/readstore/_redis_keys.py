@@ -26,7 +26,11 @@ class _RedisKeys:
 
     def version_prefix(self, projection: str, version: int) -> str:
         """Where one projection version's keys live."""
-        return f"{self._prefix}{projection}:v{version}:"
+        return f"{self._versions_prefix(projection)}{version}:"
+
+    def _versions_prefix(self, projection: str) -> str:
+        """What every version prefix of ``projection`` starts with (the number follows)."""
+        return f"{self._prefix}{projection}:v"
 
     def _checkpoint_key(self, projection: str, version: int) -> str:
         return f"{self._prefix}checkpoint:{projection}:v{version}"

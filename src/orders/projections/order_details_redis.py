@@ -331,17 +331,15 @@ class RedisOrderDetailsReader:
 
     async def get_order(self, order_id: UUID) -> OrderView | None:
         """The order with its lines, or ``None`` if there is no such order (yet)."""
-        prefix = await self._prefix()
-        if prefix is None:
+        # One round trip for the live version and both hashes: the lookup of the live
+        # prefix on its own was a third of this read's time.
+        found = await self._store.live_hashes(
+            NAME, order_key("", str(order_id)), lines_key("", str(order_id))
+        )
+        if found is None or not found[0]:
             return None
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hgetall(order_key(prefix, str(order_id)))
-            pipe.hgetall(lines_key(prefix, str(order_id)))
-            raw_order, raw_lines = await pipe.execute()
-        if not raw_order:
-            return None
-        order = {_text(k): _text(v) for k, v in raw_order.items()}
-        lines = {_text(k): v for k, v in raw_lines.items()}
+        raw_order, lines = found
+        order = {k: _text(v) for k, v in raw_order.items()}
         return OrderView(
             order_id=UUID(order["order_id"]),
             customer_id=UUID(order["customer_id"]),
