@@ -73,17 +73,17 @@ soak: install
 	ORDERS_SOAK_ORDERS=$${ORDERS_SOAK_ORDERS:-20000} ORDERS_SOAK_CLIENTS=$${ORDERS_SOAK_CLIENTS:-32} \
 		$(PY) -m pytest -s -p no:cacheprovider tests/orders/reliability/test_soak.py $(PYTEST_ARGS)
 
-## bench: every benchmark, about 20 minutes (not tests; PostgreSQL and Redis as above);
+## bench: every benchmark, about 15 minutes (not tests; PostgreSQL and Redis as above);
 ## tables on the terminal, JSON in bench/results/, plots in docs/bench/, the write-up in
-## docs/benchmarks.md. Fewer rounds than each script's default, to fit the time; the bench
+## docs/benchmarks.md. HTTP and compare.py run 3 rounds (a true median); the bench
 ## extra brings compare.py's peer (eventsourcing) and matplotlib.
 BENCH_STEPS ?= \
 	"bench/bench_event_store.py --rounds 3" \
 	"bench/bench_sqlite_writes.py --rounds 3" \
 	"bench/bench_projections.py --latency-seconds 5" \
-	"bench/bench_http.py --rounds 2 --seconds 2" \
+	"bench/bench_http.py --rounds 3 --seconds 2" \
 	"bench/bench_search.py" \
-	"bench/compare.py --rounds 2" \
+	"bench/compare.py --rounds 3" \
 	"bench/plots.py"
 bench: install
 	$(PY) -m pip install --quiet -c $(LOCK) -e ".[dev,bench]"
