@@ -8,6 +8,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -360,3 +361,29 @@ async def test_recorded_times_read_back_exactly_as_stored(
     by_position = [r.recorded_at for r in await store.read_all() if r.stream_id == stream]
     assert by_stream == by_position == expected
     assert all(t.utcoffset() == timedelta(0) for t in by_stream)
+
+
+async def test_reads_in_a_row_share_a_connection_that_an_idle_store_hands_back(
+    open_pg: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No background NOTIFY sender, which would take the pool's connection too.
+    store = await open_pg(max_connections=1, notify="in_transaction")
+    stream = _stream()
+    await store.append(stream, [Noted(text="a")])
+    acquire = asyncpg.Pool.acquire
+    acquired = 0
+
+    def counted(pool: asyncpg.Pool, *args: Any, **kwargs: Any) -> Any:
+        nonlocal acquired
+        acquired += pool is store._pool
+        return acquire(pool, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Pool, "acquire", counted)
+    for _ in range(5):
+        assert len(await store.read_stream(stream)) == 1
+    assert len(await store.read_all()) >= 1
+    assert acquired == 1  # the later reads skipped the pool
+    # Reads stopped: the spare goes back at once, so the pool's only connection serves
+    # an append (and then reads again).
+    await asyncio.wait_for(store.append(stream, [Noted(text="b")]), 2)
+    assert [r.version for r in await store.read_stream(stream)] == [1, 2]

@@ -23,6 +23,7 @@ from cqrskit.messages import DomainEvent
 from cqrskit.store._arguments import check_limit, check_position
 from cqrskit.store._common import StoredRow, decode_page, event_page
 from cqrskit.store._pg_listener import Listener
+from cqrskit.store._pg_spare import SpareConnection
 from cqrskit.store.base import START, EventPage, Position, RecordedEvent
 from cqrskit.store.serialization import EventRegistry
 
@@ -61,6 +62,7 @@ class _GlobalReads:
     if TYPE_CHECKING:
         registry: EventRegistry
         _pool: asyncpg.Pool
+        _reads: SpareConnection
         _listener: Listener
         _wakeups: Signal
         _poll_interval: float
@@ -115,7 +117,7 @@ class _GlobalReads:
 
     async def _fetch(
         self,
-        conn: Connection,
+        conn: Connection | SpareConnection,
         after: Position,
         limit: int,
         passed_over: list[str] | None,
@@ -142,8 +144,7 @@ class _GlobalReads:
         after = check_position(after)
         check_limit(limit)
         passed_over = self._passed_over(types)
-        async with self._pool.acquire() as conn:
-            rows = await self._fetch(conn, after, limit, passed_over)
+        rows = await self._fetch(self._reads, after, limit, passed_over)
         return self._page(rows, after, passed_over)
 
     async def head(self) -> Position:
