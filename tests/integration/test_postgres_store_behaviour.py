@@ -380,6 +380,7 @@ async def test_reads_in_a_row_share_a_connection_that_an_idle_store_hands_back(
 
     monkeypatch.setattr(asyncpg.Pool, "acquire", counted)
     for _ in range(5):
+        assert await store.load_snapshot(stream) is None
         assert len(await store.read_stream(stream)) == 1
     assert len(await store.read_all()) >= 1
     assert acquired == 1  # the later reads skipped the pool

@@ -293,11 +293,11 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
     async def load_snapshot(self, stream_id: str) -> Snapshot | None:
         """The latest snapshot of the stream, if any."""
         self._ensure_open()
-        async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(self._sql_load_snapshot, stream_id)
-        if row is None:
+        # On the reads' spare connection: the stream's tail is read right after.
+        rows = await self._reads.fetch(self._sql_load_snapshot, stream_id)
+        if not rows:
             return None
-        version, aggregate_type, schema_version, state = row
+        version, aggregate_type, schema_version, state = rows[0]
         return Snapshot(stream_id, version, aggregate_type, schema_version, orjson.loads(state))
 
     async def close(self) -> None:
