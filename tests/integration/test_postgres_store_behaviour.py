@@ -7,6 +7,8 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -325,3 +327,64 @@ async def test_notifications_wake_other_handles(open_pg: Opener, notify: str) ->
     appended = loop.time()
     assert await waiter is True
     assert loop.time() - appended < 0.5
+
+
+async def test_recorded_times_read_back_exactly_as_stored(
+    open_pg: Opener, raw: asyncpg.Connection, pg_schema: str
+) -> None:
+    # Reads fetch the time as microseconds since the epoch (cheaper to decode than a
+    # timestamptz): it must come back as the very instant stored, in UTC, near or far.
+    store = await open_pg()
+    stream = _stream()
+    await store.append(stream, [Noted(text=str(n)) for n in range(3)])
+    stored = [
+        "1900-01-01 00:00:00.000001+00",
+        "1969-12-31 23:59:59.999999+00",
+        "2262-06-30 12:34:56.789012+05:30",
+    ]
+    for version, text in enumerate(stored, start=1):
+        await raw.execute(
+            f'UPDATE "{pg_schema}".events SET recorded_at = $1::text::timestamptz '
+            "WHERE stream_id = $2 AND version = $3",
+            text,
+            stream,
+            version,
+        )
+    expected = [
+        r[0]
+        for r in await raw.fetch(
+            f'SELECT recorded_at FROM "{pg_schema}".events WHERE stream_id = $1 ORDER BY version',
+            stream,
+        )
+    ]
+    by_stream = [r.recorded_at for r in await store.read_stream(stream)]
+    by_position = [r.recorded_at for r in await store.read_all() if r.stream_id == stream]
+    assert by_stream == by_position == expected
+    assert all(t.utcoffset() == timedelta(0) for t in by_stream)
+
+
+async def test_reads_in_a_row_share_a_connection_that_an_idle_store_hands_back(
+    open_pg: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No background NOTIFY sender, which would take the pool's connection too.
+    store = await open_pg(max_connections=1, notify="in_transaction")
+    stream = _stream()
+    await store.append(stream, [Noted(text="a")])
+    acquire = asyncpg.Pool.acquire
+    acquired = 0
+
+    def counted(pool: asyncpg.Pool, *args: Any, **kwargs: Any) -> Any:
+        nonlocal acquired
+        acquired += pool is store._pool
+        return acquire(pool, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Pool, "acquire", counted)
+    for _ in range(5):
+        assert await store.load_snapshot(stream) is None
+        assert len(await store.read_stream(stream)) == 1
+    assert len(await store.read_all()) >= 1
+    assert acquired == 1  # the later reads skipped the pool
+    # Reads stopped: the spare goes back at once, so the pool's only connection serves
+    # an append (and then reads again).
+    await asyncio.wait_for(store.append(stream, [Noted(text="b")]), 2)
+    assert [r.version for r in await store.read_stream(stream)] == [1, 2]

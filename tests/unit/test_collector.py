@@ -6,10 +6,13 @@ from __future__ import annotations
 import gc
 import weakref
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
-from cqrskit.store._common import collector_paused
+from cqrskit.projection.testing import Ticked, tick_registry
+from cqrskit.store import _common
+from cqrskit.store._common import StoredRow, collector_paused, decode_page
 
 
 @pytest.fixture
@@ -79,3 +82,28 @@ def test_cycles_promoted_with_a_page_are_still_freed_while_pages_keep_coming(
         del in_flight, page
     alive = sum(ref() is not None for ref in refs)
     assert alive <= 10 * 20, f"{alive} of {len(refs)} garbage cycles never collected"
+
+
+def test_decoding_pauses_the_collector_for_pages_but_not_for_a_few_events(
+    collector: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pausing costs more than it spares when a decode allocates less than one
+    # young-generation pass waits for (an aggregate's tail, a live batch).
+    registry = tick_registry()
+    stored = registry.encode(Ticked(label="x"))
+    now = datetime.now(UTC)
+    rows: list[StoredRow] = [
+        ("s", n, 0, n, stored.event_type, 1, stored.data, stored.metadata, now)
+        for n in range(1, 101)
+    ]
+    pauses: list[int] = []
+
+    def spied(objects: int = 0) -> object:
+        pauses.append(objects)
+        return collector_paused(objects)
+
+    monkeypatch.setattr(_common, "collector_paused", spied)
+    assert len(decode_page(registry, rows[:10])) == 10
+    assert pauses == []
+    assert len(decode_page(registry, rows)) == 100
+    assert pauses == [1100]

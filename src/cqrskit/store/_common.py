@@ -269,6 +269,14 @@ schema version, data and metadata JSON, and the recorded time (a ``datetime``, o
 the backend's ``recorded_at`` converter turns into one)."""
 
 
+_PAUSE_FROM: Final = 64
+"""Rows from which :func:`decode_page` pauses the collector. Fewer (an aggregate's tail, a
+live projection's batch) allocate about what one young-generation pass waits for (700
+objects): pausing would spare at most that pass, and costs more (~2.5 µs a call, a
+twentieth of decoding 10 events, measured)."""
+_NO_PAUSE: Final = contextlib.nullcontext()
+
+
 def decode_page(
     registry: EventRegistry,
     rows: Sequence[StoredRow],
@@ -296,7 +304,8 @@ def decode_page(
     validators: dict[str, tuple[int, Callable[[str], DomainEvent]]] = {}
     # About eleven objects per event that the collector tracks (events, their metadata,
     # field sets, UUIDs, positions).
-    with collector_paused(11 * len(rows)):
+    pause = collector_paused(11 * len(rows)) if len(rows) >= _PAUSE_FROM else _NO_PAUSE
+    with pause:
         for stream_id, version, commit, seq, event_type, schema, data, metadata, raw in rows:
             if recorded_at is not None:
                 if raw != last_raw:

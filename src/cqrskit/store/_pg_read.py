@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, cast
 
 import asyncpg
@@ -22,6 +23,7 @@ from cqrskit.messages import DomainEvent
 from cqrskit.store._arguments import check_limit, check_position
 from cqrskit.store._common import StoredRow, decode_page, event_page
 from cqrskit.store._pg_listener import Listener
+from cqrskit.store._pg_spare import SpareConnection
 from cqrskit.store.base import START, EventPage, Position, RecordedEvent
 from cqrskit.store.serialization import EventRegistry
 
@@ -38,10 +40,20 @@ _SQL_OLDEST_TRANSACTION: Final = (
 )
 COLUMNS: Final = (
     "stream_id, version, transaction_id, global_position, event_type, schema_version, "
-    "data, metadata, recorded_at"
+    "data, metadata, (extract(epoch FROM recorded_at) * 1000000)::int8"
 )
 """The columns of a stored event, in the order :data:`~cqrskit.store._common.StoredRow`
-has them."""
+has them. The recorded time comes as microseconds since the epoch: asyncpg's own
+``timestamptz`` decoding makes a ``datetime`` per row (~0.7 µs, a third of the client's
+work per fetched row, measured; the server's conversion costs ~0.3 µs), where
+:func:`recorded_at` makes one per append (its events share the time)."""
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def recorded_at(micros: int) -> datetime:
+    """The UTC time of a stored event from the microseconds :data:`COLUMNS` fetches."""
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 class _GlobalReads:
@@ -50,6 +62,7 @@ class _GlobalReads:
     if TYPE_CHECKING:
         registry: EventRegistry
         _pool: asyncpg.Pool
+        _reads: SpareConnection
         _listener: Listener
         _wakeups: Signal
         _poll_interval: float
@@ -89,7 +102,7 @@ class _GlobalReads:
         )
 
     def _recorded(self, rows: list[asyncpg.Record], *, strict: bool) -> list[RecordedEvent]:
-        return decode_page(self.registry, cast("list[StoredRow]", rows), strict=strict)
+        return decode_page(self.registry, cast("list[StoredRow]", rows), recorded_at, strict=strict)
 
     def _page(
         self, rows: list[asyncpg.Record], after: Position, passed_over: list[str] | None
@@ -98,12 +111,13 @@ class _GlobalReads:
             self.registry,
             cast("list[StoredRow]", rows),
             after,
+            recorded_at,
             filtered=passed_over is not None,
         )
 
     async def _fetch(
         self,
-        conn: Connection,
+        conn: Connection | SpareConnection,
         after: Position,
         limit: int,
         passed_over: list[str] | None,
@@ -130,8 +144,7 @@ class _GlobalReads:
         after = check_position(after)
         check_limit(limit)
         passed_over = self._passed_over(types)
-        async with self._pool.acquire() as conn:
-            rows = await self._fetch(conn, after, limit, passed_over)
+        rows = await self._fetch(self._reads, after, limit, passed_over)
         return self._page(rows, after, passed_over)
 
     async def head(self) -> Position:

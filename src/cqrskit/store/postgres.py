@@ -41,6 +41,7 @@ from cqrskit.store._pg_schema import (
     parse_url,
     pool_settings,
 )
+from cqrskit.store._pg_spare import SpareConnection
 from cqrskit.store.base import (
     AppendResult,
     Idempotency,
@@ -82,6 +83,7 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
     ) -> None:
         super().__init__(registry)
         self._pool = pool
+        self._reads = SpareConnection(pool)
         self._target = target
         self._poll_interval = poll_interval
         self._wakeups = Signal()
@@ -251,8 +253,7 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
         self._ensure_open()
         check_id(stream_id, "a stream id")
         check_from_version(from_version)
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(self._sql_read_stream, stream_id, from_version)
+        rows = await self._reads.fetch(self._sql_read_stream, stream_id, from_version)
         return self._recorded(rows, strict=True)
 
     async def stream_version(self, stream_id: str) -> int:
@@ -292,11 +293,11 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
     async def load_snapshot(self, stream_id: str) -> Snapshot | None:
         """The latest snapshot of the stream, if any."""
         self._ensure_open()
-        async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(self._sql_load_snapshot, stream_id)
-        if row is None:
+        # On the reads' spare connection: the stream's tail is read right after.
+        rows = await self._reads.fetch(self._sql_load_snapshot, stream_id)
+        if not rows:
             return None
-        version, aggregate_type, schema_version, state = row
+        version, aggregate_type, schema_version, state = rows[0]
         return Snapshot(stream_id, version, aggregate_type, schema_version, orjson.loads(state))
 
     async def close(self) -> None:
@@ -308,4 +309,5 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
         self._wakeups.fire()
         await self._appender.close()
         await self._listener.stop()
+        await self._reads.close()
         await self._pool.close()
