@@ -33,24 +33,6 @@ def _url(postgres_url: str, schema: str) -> str:
 
 
 @pytest.fixture
-async def open_pg(postgres_url: str, pg_schema: str) -> AsyncIterator[Opener]:
-    opened: list[PostgresEventStore] = []
-
-    async def opener(**options: object) -> PostgresEventStore:
-        store = await PostgresEventStore.open(
-            _url(postgres_url, pg_schema),
-            contract_registry(),
-            **options,  # type: ignore[arg-type]
-        )
-        opened.append(store)
-        return store
-
-    yield opener
-    for store in opened:
-        await store.close()
-
-
-@pytest.fixture
 async def raw(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(postgres_url)
     yield conn
