@@ -151,7 +151,9 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
         (so deployments can set them in the URL). A value the store cannot use raises
         :class:`~cqrskit.errors.StoreOptionError` naming the option.
 
-        ``max_connections`` bounds the pool (default 10). ``notify="after_commit"`` (the
+        ``max_connections`` bounds the pool (default 10); between appends one of its
+        connections stays with the appender (unless the pool has only one), which saves
+        the pool's hand-off on every lone append. ``notify="after_commit"`` (the
         default) sends one wake-up NOTIFY for any number of appends just after they commit
         (within 5 ms), from a background task; a crash in between delays other processes'
         waiters until their next poll. ``"in_transaction"`` sends the NOTIFY inside each
