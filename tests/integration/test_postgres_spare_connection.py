@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import pytest
 
+from cqrskit.errors import ConcurrencyError
 from cqrskit.store import NO_STREAM
 from cqrskit.store._pg_spare import RETURN_EVERY, SpareConnection
 from cqrskit.store.postgres import PostgresEventStore
@@ -39,6 +40,16 @@ async def test_consecutive_appends_share_one_connection(open_pg: Opener) -> None
         await store.append(_stream(), [Noted(text=str(n))], NO_STREAM)
     assert _spare(store)._spare is kept
     assert kept.get_server_pid() == pid
+
+
+async def test_a_version_mismatch_keeps_the_spare(open_pg: Opener) -> None:
+    store = await open_pg()
+    stream = _stream()
+    await store.append(stream, [Noted(text="1")], NO_STREAM)
+    kept = _spare(store)._spare
+    with pytest.raises(ConcurrencyError):
+        await store.append(stream, [Noted(text="again")], NO_STREAM)
+    assert _spare(store)._spare is kept
 
 
 async def test_concurrent_appends_use_the_pool_beside_the_spare(open_pg: Opener) -> None:

@@ -120,6 +120,11 @@ class PgAppender:
                     "whole or not at all (repeat it with the same idempotency key to "
                     "be sure)"
                 ) from exc
+            except (ConcurrencyError, asyncpg.PostgresError):
+                # The statement ran to its end (a version mismatch, or an error the server
+                # raised): the connection is idle again.
+                await self._connections.give_back(conn, reusable=True)
+                raise
             except BaseException:
                 # Possibly mid-query (cancelled, timed out): the pool's release settles it.
                 await self._connections.give_back(conn, reusable=False)
