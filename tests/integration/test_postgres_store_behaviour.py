@@ -35,24 +35,6 @@ def _url(postgres_url: str, schema: str) -> str:
 
 
 @pytest.fixture
-async def open_pg(postgres_url: str, pg_schema: str) -> AsyncIterator[Opener]:
-    opened: list[PostgresEventStore] = []
-
-    async def opener(**options: object) -> PostgresEventStore:
-        store = await PostgresEventStore.open(
-            _url(postgres_url, pg_schema),
-            contract_registry(),
-            **options,  # type: ignore[arg-type]
-        )
-        opened.append(store)
-        return store
-
-    yield opener
-    for store in opened:
-        await store.close()
-
-
-@pytest.fixture
 async def raw(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(postgres_url)
     yield conn
@@ -366,10 +348,12 @@ async def test_recorded_times_read_back_exactly_as_stored(
 async def test_reads_in_a_row_share_a_connection_that_an_idle_store_hands_back(
     open_pg: Opener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # No background NOTIFY sender, which would take the pool's connection too.
-    store = await open_pg(max_connections=1, notify="in_transaction")
+    # No background NOTIFY sender, which would take a pool connection too.
+    store = await open_pg(max_connections=2, notify="in_transaction")
     stream = _stream()
     await store.append(stream, [Noted(text="a")])
+    await asyncio.sleep(0)  # idle for a loop iteration: the spare went back
+    assert store._connections._spare is None
     acquire = asyncpg.Pool.acquire
     acquired = 0
 
@@ -383,8 +367,10 @@ async def test_reads_in_a_row_share_a_connection_that_an_idle_store_hands_back(
         assert await store.load_snapshot(stream) is None
         assert len(await store.read_stream(stream)) == 1
     assert len(await store.read_all()) >= 1
-    assert acquired == 1  # the later reads skipped the pool
-    # Reads stopped: the spare goes back at once, so the pool's only connection serves
-    # an append (and then reads again).
-    await asyncio.wait_for(store.append(stream, [Noted(text="b")]), 2)
+    await store.append(stream, [Noted(text="b")])
+    assert acquired == 1  # the later reads and the append skipped the pool
+    await asyncio.sleep(0)
+    assert store._connections._spare is None  # idle again: back in the pool
+    await asyncio.gather(*store._connections._releases)  # the pool's release runs as a task
+    assert store._pool.get_idle_size() == store._pool.get_size()
     assert [r.version for r in await store.read_stream(stream)] == [1, 2]

@@ -26,6 +26,7 @@ from cqrskit.errors import ConcurrencyError, EventStoreError
 from cqrskit.store._common import EncodedAppend, load_result
 from cqrskit.store._pg_listener import CONNECTION_ERRORS
 from cqrskit.store._pg_schema import PgTarget
+from cqrskit.store._pg_spare import SpareConnection
 from cqrskit.store.base import ANY, AppendResult, Idempotency, Position
 
 if TYPE_CHECKING:
@@ -69,8 +70,10 @@ class PgAppender:
         versions: Callable[[list[str]], Awaitable[list[int]]],
         find_idempotent: Callable[[str], Awaitable[AppendResult | None]],
         stream_version: Callable[[str], Awaitable[int]],
+        connections: SpareConnection,
     ) -> None:
         self._pool = pool
+        self._connections = connections
         self._target = target
         self.notify = notify
         self._poll_interval = poll_interval
@@ -98,24 +101,36 @@ class PgAppender:
         :class:`EventStoreConnectionLost` when the connection breaks mid-append.
         """
         for _attempt in range(_ANY_RETRIES):
+            # Failing to connect is not this error: nothing was sent yet.
+            conn = await self._connections.take()
             try:
-                # Failing to connect is not this error: nothing was sent yet.
-                async with self._pool.acquire() as conn:
-                    try:
-                        result = await self.append_on(conn, appends, stream_order, idempotency)
-                    except CONNECTION_ERRORS as exc:
-                        # The pool discards the broken connection itself on release.
-                        raise EventStoreConnectionLost(
-                            "connection to PostgreSQL lost during an append; it was committed "
-                            "whole or not at all (repeat it with the same idempotency key to "
-                            "be sure)"
-                        ) from exc
+                result = await self.append_on(conn, appends, stream_order, idempotency)
             except asyncpg.UniqueViolationError:
-                # The statement failed, so its transaction rolled back: nothing was written.
+                # The statement failed, so its transaction rolled back: nothing was written,
+                # and the connection is idle again.
+                await self._connections.give_back(conn, reusable=True)
                 settled = await self._settle_conflict(appends, idempotency)
                 if settled is not None:
                     return settled
                 continue
+            except CONNECTION_ERRORS as exc:
+                # The pool discards the broken connection itself on release.
+                await self._connections.give_back(conn, reusable=False)
+                raise EventStoreConnectionLost(
+                    "connection to PostgreSQL lost during an append; it was committed "
+                    "whole or not at all (repeat it with the same idempotency key to "
+                    "be sure)"
+                ) from exc
+            except (ConcurrencyError, asyncpg.PostgresError):
+                # The statement ran to its end (a version mismatch, or an error the server
+                # raised): the connection is idle again.
+                await self._connections.give_back(conn, reusable=True)
+                raise
+            except BaseException:
+                # Possibly mid-query (cancelled, timed out): the pool's release settles it.
+                await self._connections.give_back(conn, reusable=False)
+                raise
+            await self._connections.give_back(conn, reusable=True)
             if not result.replayed and any(a.events for a in appends):
                 self._after_commit()
             return result

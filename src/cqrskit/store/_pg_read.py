@@ -62,7 +62,7 @@ class _GlobalReads:
     if TYPE_CHECKING:
         registry: EventRegistry
         _pool: asyncpg.Pool
-        _reads: SpareConnection
+        _connections: SpareConnection
         _listener: Listener
         _wakeups: Signal
         _poll_interval: float
@@ -144,7 +144,7 @@ class _GlobalReads:
         after = check_position(after)
         check_limit(limit)
         passed_over = self._passed_over(types)
-        rows = await self._fetch(self._reads, after, limit, passed_over)
+        rows = await self._fetch(self._connections, after, limit, passed_over)
         return self._page(rows, after, passed_over)
 
     async def head(self) -> Position:

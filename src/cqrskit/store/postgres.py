@@ -83,7 +83,7 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
     ) -> None:
         super().__init__(registry)
         self._pool = pool
-        self._reads = SpareConnection(pool)
+        self._connections = SpareConnection(pool)
         self._target = target
         self._poll_interval = poll_interval
         self._wakeups = Signal()
@@ -99,6 +99,7 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
             versions=self._versions,
             find_idempotent=self.find_idempotent,
             stream_version=self.stream_version,
+            connections=self._connections,
         )
         s = target.quoted
         self._prepare_reads(s)
@@ -153,14 +154,17 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
         (so deployments can set them in the URL). A value the store cannot use raises
         :class:`~cqrskit.errors.StoreOptionError` naming the option.
 
-        ``max_connections`` bounds the pool (default 10). ``notify="after_commit"`` (the
-        default) sends one wake-up NOTIFY for any number of appends just after they commit
-        (within 5 ms), from a background task; a crash in between delays other processes'
-        waiters until their next poll. ``"in_transaction"`` sends the NOTIFY inside each
-        append's transaction, so it goes out exactly when the append commits, but
-        PostgreSQL serializes the commits of notifying transactions on one lock: with many
-        concurrent writers that caps throughput at one commit at a time (see
-        docs/benchmarks/event-store.md), which is why it is not the default.
+        ``max_connections`` bounds the pool (default 10); while appends and reads come one
+        after another, one of its connections stays out of the pool between them (unless
+        the pool has only one), which saves the pool's hand-off per call.
+        ``notify="after_commit"`` (the default) sends one wake-up NOTIFY for any number of
+        appends just after they commit (within 5 ms), from a background task; a crash in
+        between delays other processes' waiters until their next poll.
+        ``"in_transaction"`` sends the NOTIFY inside each append's transaction, so it goes
+        out exactly when the append commits, but PostgreSQL serializes the commits of
+        notifying transactions on one lock: with many concurrent writers that caps
+        throughput at one commit at a time (see docs/benchmarks/event-store.md), which is
+        why it is not the default.
         ``poll_interval`` is how often waiters look without a notification (a fallback
         heartbeat, not the wake-up path).
 
@@ -253,7 +257,7 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
         self._ensure_open()
         check_id(stream_id, "a stream id")
         check_from_version(from_version)
-        rows = await self._reads.fetch(self._sql_read_stream, stream_id, from_version)
+        rows = await self._connections.fetch(self._sql_read_stream, stream_id, from_version)
         return self._recorded(rows, strict=True)
 
     async def stream_version(self, stream_id: str) -> int:
@@ -294,7 +298,7 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
         """The latest snapshot of the stream, if any."""
         self._ensure_open()
         # On the reads' spare connection: the stream's tail is read right after.
-        rows = await self._reads.fetch(self._sql_load_snapshot, stream_id)
+        rows = await self._connections.fetch(self._sql_load_snapshot, stream_id)
         if not rows:
             return None
         version, aggregate_type, schema_version, state = rows[0]
@@ -309,5 +313,5 @@ class PostgresEventStore(_GlobalReads, EventStoreBase):
         self._wakeups.fire()
         await self._appender.close()
         await self._listener.stop()
-        await self._reads.close()
+        await self._connections.close()
         await self._pool.close()
