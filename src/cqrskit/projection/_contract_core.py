@@ -95,6 +95,25 @@ class _CoreTests(_ContractBase):
         assert await harness.counts() == {streams[0]: 1}
         assert await store.live_checkpoint("tally") == recorded[0].position
 
+    async def test_a_checkpoint_only_commit_is_guarded_too(
+        self, harness: ReadModelHarness[Any], events: EventStore
+    ) -> None:
+        # A batch of only events the projection does not handle writes nothing but its
+        # checkpoint (on PostgreSQL one statement, without BEGIN and COMMIT).
+        streams = _streams(1)
+        await append_ticks(events, streams, 2)
+        projection = harness.tally()
+        store = harness.store
+        await store.prepare(projection, projection.setup)
+        first, second = await events.read_all(START, 10)
+        async with store.transaction(projection, START) as tx:
+            tx.advance_to(first.position)
+        with pytest.raises(CheckpointConflict):
+            async with store.transaction(projection, START) as tx:
+                tx.advance_to(second.position)
+        assert await store.live_checkpoint("tally") == first.position
+        assert await harness.counts() == {}
+
     async def test_exception_in_handler_rolls_back_the_transaction(
         self, harness: ReadModelHarness[Any], events: EventStore
     ) -> None:

@@ -153,6 +153,14 @@ class _PgTransaction(SqlTransaction):
         return [dict(r) for r in rows]
 
     async def commit(self, statements: list[Statement]) -> None:
+        if not self.begun and len(statements) == 1 and len(statements[0].rows) == 1:
+            # One statement is a transaction of its own: one round trip, not three (BEGIN,
+            # it, COMMIT). A batch that only moves the checkpoint (every event it passed
+            # over is of a type the projection does not handle) commits like this. A
+            # failed guard then changed nothing either: the store's guards (checkpoint,
+            # unpark) match one row by primary key, so they fail only on zero rows.
+            await _run_statements(self._conn, statements)
+            return
         await self._begin()
         await _run_statements(self._conn, statements)
         await self._tx.commit()
@@ -242,7 +250,8 @@ class PostgresDriver(SqlDriver):
             try:
                 yield tx
             finally:
-                await asyncio.shield(tx.rollback())
+                if tx.begun:  # committed or never begun: no task to shield a no-op
+                    await asyncio.shield(tx.rollback())
 
     def lock_statement(self, key: str) -> Statement | None:
         return Statement("SELECT pg_advisory_xact_lock(?)", [(lock_key(key),)])

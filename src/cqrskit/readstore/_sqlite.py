@@ -117,8 +117,10 @@ class SqliteDriver(SqlDriver):
             try:
                 yield tx
             finally:
-                # Also on cancellation: the batch in flight rolls back whole.
-                await asyncio.shield(tx.rollback())
+                # Also on cancellation: the batch in flight rolls back whole. A committed
+                # (or never begun) one has nothing to roll back: no task to shield it.
+                if tx.begun and not tx.done:
+                    await asyncio.shield(tx.rollback())
 
     async def query(self, sql: str, params: Sequence[Any]) -> list[Row]:
         return await self._reader.run(lambda db: _rows(db.execute(sql, params)))
