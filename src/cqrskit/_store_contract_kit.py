@@ -105,6 +105,13 @@ def _stream() -> str:
     return f"contract-{uuid.uuid4().hex}"
 
 
+async def readable(store: EventStore, written: Position, timeout: float = 10.0) -> None:
+    """Return once ``store.head()`` has reached ``written`` (see :func:`read_through`)."""
+    deadline = time.monotonic() + timeout
+    while (head := await store.head()) < written and time.monotonic() < deadline:
+        await store.wait_for_events(head, 0.2)
+
+
 async def read_through(
     store: EventStore, after: Position, last: Position, timeout: float = 10.0
 ) -> list[RecordedEvent]:

@@ -18,6 +18,7 @@ from cqrskit._store_contract_kit import (
     _stream,
     _Unregistered,
     contract_registry,
+    readable,
 )
 from cqrskit.messages import DomainEvent
 from cqrskit.store.base import EventPage, EventStore, Position
@@ -56,7 +57,8 @@ class _TypesContract:
         head = await store.head()
         stream = _stream()
         await store.append(stream, [_note("n1"), _item("i1"), _note("n2")])
-        await store.append(stream, [Measured(value=1.0), _item("i2"), _note("n3")])
+        written = await store.append(stream, [Measured(value=1.0), _item("i2"), _note("n3")])
+        await readable(store, written.position)
         everything = await store.read_all(head, 100)
         assert (everything.end, everything.scanned) == (everything[-1].position, 6)
         items = await store.read_all(head, 100, types=[ItemAdded])
@@ -73,7 +75,8 @@ class _TypesContract:
     async def test_pages_of_events_passed_over_still_move_on(self, store: EventStore) -> None:
         head = await store.head()
         stream = _stream()
-        await store.append(stream, [_note(f"n{i}") for i in range(7)] + [_item("last")])
+        written = await store.append(stream, [_note(f"n{i}") for i in range(7)] + [_item("last")])
+        await readable(store, written.position)
         seen: list[str] = []
         ends: list[Position] = []
         after = head
@@ -96,7 +99,10 @@ class _TypesContract:
         registry.register(_LoudlyNoted)
         store = await open_store(registry)
         head = await store.head()
-        await store.append(_stream(), [_note("quiet"), _item("i"), _LoudlyNoted(text="LOUD")])
+        written = await store.append(
+            _stream(), [_note("quiet"), _item("i"), _LoudlyNoted(text="LOUD")]
+        )
+        await readable(store, written.position)
         assert _texts(await store.read_all(head, 10, types=[Noted])) == ["quiet", "LOUD"]
         assert _texts(await store.read_all(head, 10, types=[_LoudlyNoted])) == ["LOUD"]
 
@@ -107,7 +113,8 @@ class _TypesContract:
         reader = await open_store(contract_registry())
         head = await reader.head()
         stream = _stream()
-        await writer.append(stream, [_NotedV9(text="v9"), _item("i"), _Unregistered()])
+        written = await writer.append(stream, [_NotedV9(text="v9"), _item("i"), _Unregistered()])
+        await readable(reader, written.position)
         # Known type, payload it cannot decode: only for a reader of that type.
         [bad, unknown] = await reader.read_all(head, 10, types=[Noted])
         assert isinstance(bad.event, UndecodableEvent)
@@ -150,11 +157,12 @@ class _TypesContract:
         registry = EventRegistry([Noted, ItemAdded])
         store = await open_store(registry)
         head = await store.head()
-        await store.append(_stream(), [_note("n"), _item("i")])
+        await readable(store, (await store.append(_stream(), [_note("n"), _item("i")])).position)
         assert _texts(await store.read_all(head, 10, types=[Noted])) == ["n"]
         registry.register(_LoudlyNoted)
         registry.register(_Unregistered)
-        await store.append(_stream(), [_LoudlyNoted(text="L"), _Unregistered()])
+        written = await store.append(_stream(), [_LoudlyNoted(text="L"), _Unregistered()])
+        await readable(store, written.position)
         page = await store.read_all(head, 10, types=[Noted])
         assert _texts(page) == ["n", "L"]
         assert (page.end, page.scanned) == (await store.head(), 4)
