@@ -8,7 +8,7 @@ import dataclasses
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import pytest
@@ -190,11 +190,19 @@ def harness_for(store: ReadStore[Any]) -> ReadModelHarness[Any]:
 
 
 async def eventually(
-    condition: Callable[[], bool], timeout: float = 5.0, message: str = "condition"
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 5.0,
+    message: str = "condition",
 ) -> None:
-    """Wait (briefly polling) until ``condition()`` holds; fail the test after ``timeout``."""
+    """Wait (briefly polling) until ``condition()`` holds (a bool, or a coroutine that
+    gives one); fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        held = condition()
+        if not isinstance(held, bool):
+            held = await held
+        if held:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} did not hold within {timeout}s")
         await asyncio.sleep(0.01)
