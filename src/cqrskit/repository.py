@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from cqrskit._fingerprint import check_fingerprint, encode_result_id
+from cqrskit._state_cache import StateCache
 from cqrskit.aggregate import Aggregate
 from cqrskit.errors import AggregateNotFound, ConcurrencyError, UnexpectedVersion
 from cqrskit.messages import Message
@@ -35,6 +36,13 @@ class Repository:
     events, a snapshot is stored, and loading starts from the latest one. Snapshots are a
     cache: a missing or outdated one only costs a longer replay.
 
+    The repository also keeps the states of the last ``cache_size`` aggregates of those
+    types that it loaded or saved, in memory: loading one of them again starts from its
+    kept state and reads only the events after it (usually none), instead of a stored
+    snapshot and its tail. The tail is always read, so loads stay exact whatever other
+    processes append; a save that fails forgets what was kept of its streams. ``0``
+    turns it off.
+
     ``one_writer_at_a_time`` names aggregate types that many commands change at once (a
     popular product): within this process, a unit of work that loads one waits until the
     unit of work holding it has committed or failed, instead of loading the same version,
@@ -55,8 +63,10 @@ class Repository:
         snapshot_every: Mapping[type[Aggregate], int] | None = None,
         one_writer_at_a_time: Iterable[type[Aggregate]] = (),
         queue_timeout: float = 0.5,
+        cache_size: int = 1000,
     ) -> None:
         self.store = store
+        self._cache = StateCache(cache_size)
         self._locked_types = frozenset(one_writer_at_a_time)
         self._locks = _StreamLocks(queue_timeout)
         self._snapshot_every = dict(snapshot_every or {})
@@ -80,7 +90,9 @@ class Repository:
         """Like :meth:`load`, but ``None`` when the aggregate does not exist."""
         stream_id = cls.stream_id_for(id)
         aggregate = cls(id)
-        if cls in self._snapshot_every:
+        snapshotted = cls in self._snapshot_every
+        kept = snapshotted and self._cache.restore(aggregate)
+        if snapshotted and not kept:
             snapshot = await self.store.load_snapshot(stream_id)
             if (
                 snapshot is not None
@@ -91,7 +103,11 @@ class Repository:
                 aggregate.version = snapshot.version
         events = await self.store.read_stream(stream_id, aggregate.version + 1)
         aggregate.replay(e.event for e in events)
-        return aggregate if aggregate.version > 0 else None
+        if aggregate.version == 0:
+            return None
+        if snapshotted and (events or not kept):
+            self._keep(aggregate)
+        return aggregate
 
     async def save(
         self,
@@ -116,11 +132,29 @@ class Repository:
             expected = before if before > 0 else NO_STREAM
             appends.append(StreamAppend(aggregate.stream_id, events, expected))
             saved.append((aggregate, before))
-        result = await self.store.append_many(appends, idempotency=idempotency)
+        try:
+            result = await self.store.append_many(appends, idempotency=idempotency)
+        except BaseException:
+            # Lost a race, or an outcome not known: what is kept of these streams may be
+            # behind or (had an earlier save been misjudged) ahead; the next load reads.
+            for aggregate, _ in saved:
+                self._cache.forget(aggregate.stream_id)
+            raise
         if not result.replayed:
             for aggregate, before in saved:
+                if type(aggregate) in self._snapshot_every:
+                    self._keep(aggregate)
                 await self._maybe_snapshot(aggregate, before)
         return result
+
+    def _keep(self, aggregate: Aggregate) -> None:
+        try:
+            self._cache.keep(aggregate)
+        except Exception:
+            # After a committed save the command has succeeded: a state that cannot be
+            # kept only means the next load reads from the store.
+            self._cache.forget(aggregate.stream_id)
+            log.warning("could not keep the state of %s", aggregate.stream_id, exc_info=True)
 
     async def _maybe_snapshot(self, aggregate: Aggregate, before: int) -> None:
         every = self._snapshot_every.get(type(aggregate))

@@ -60,9 +60,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await opened.close()
 
 
-async def shop(store: EventStore) -> tuple[CommandBus, UUID, UUID]:
+async def shop(store: EventStore, cache_size: int = 1000) -> tuple[CommandBus, UUID, UUID]:
     """The service's bus and repository settings, a customer and a product."""
-    bus = CommandBus(Repository(store, snapshot_every=SNAPSHOT_EVERY), command_middleware(store))
+    repository = Repository(store, snapshot_every=SNAPSHOT_EVERY, cache_size=cache_size)
+    bus = CommandBus(repository, command_middleware(store))
     register_command_handlers(bus)
     customer = await bus.send(RegisterCustomer(name="Ada", email="ada@example.com"))
     product = await bus.send(AddProduct(sku="TEA-1", name="Tea", price="4.50", stock=1000))
@@ -103,8 +104,13 @@ async def test_a_product_is_snapshotted_and_loads_like_a_full_replay(store: Even
     )
 
 
-async def test_place_order_reads_only_the_events_after_the_snapshot(store: EventStore) -> None:
-    bus, customer, product = await shop(store)
+@pytest.mark.parametrize(("cache_size", "read_from"), [(0, EVERY + 1), (1000, EVERY + 4)])
+async def test_place_order_reads_only_the_events_after_the_snapshot(
+    store: EventStore, cache_size: int, read_from: int
+) -> None:
+    # Without the repository's in-memory states, from the stored snapshot at EVERY; with
+    # them, from the state this process kept at its last save (added + EVERY + 2 orders).
+    bus, customer, product = await shop(store, cache_size)
     for _ in range(EVERY + 2):
         await bus.send(order(customer, product))
     counting = ReadCountingStore(store)
@@ -112,7 +118,7 @@ async def test_place_order_reads_only_the_events_after_the_snapshot(store: Event
 
     await bus.send(order(customer, product))
 
-    assert counting.product_reads == [EVERY + 1]
+    assert counting.product_reads == [read_from]
 
 
 async def test_cancel_after_a_snapshot_gives_back_exactly_the_orders_units(
