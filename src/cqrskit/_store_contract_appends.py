@@ -97,10 +97,10 @@ class _AppendContract:
             await store.append(_stream(), [_note("a\x00b")])
         # A backslash followed by "u0000" is ordinary text, not a NUL.
         stream = _stream()
-        await store.append(stream, [_note("C:\\u0000 is fine")])
+        written = await store.append(stream, [_note("C:\\u0000 is fine")])
         [recorded] = await store.read_stream(stream)
         assert getattr(recorded.event, "text", None) == "C:\\u0000 is fine"
-        assert len(await store.read_all(head)) == 1
+        assert len(await read_through(store, head, written.position)) == 1
 
     # -- multi-stream appends ---------------------------------------------------------
 
