@@ -12,6 +12,7 @@ from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from cqrskit._ids import new_id
 from cqrskit.bus import CommandResult
 from cqrskit.fastapi._problems import header_error, problem_responses
 from cqrskit.messages import Metadata
@@ -54,7 +55,7 @@ def command_metadata(request: Request, user_id: str | None = None, scope: str = 
     """
     key = request.headers.get(IDEMPOTENCY_KEY)
     if key is None:
-        message_id = uuid.uuid4()
+        message_id = new_id()
     elif _KEY.fullmatch(key):
         # Keys are printable ASCII, so a newline cannot occur in one: scopes cannot blur.
         message_id = uuid.uuid5(_KEY_NAMESPACE, f"{scope}\n{key}")
