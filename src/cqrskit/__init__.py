@@ -30,7 +30,12 @@ from cqrskit.errors import (
     UnknownEventType,
 )
 from cqrskit.messages import Command, DomainEvent, Metadata, Query
-from cqrskit.middleware import IdempotencyMiddleware, LoggingMiddleware, RetryOnConflict
+from cqrskit.middleware import (
+    ConcurrencyLimit,
+    IdempotencyMiddleware,
+    LoggingMiddleware,
+    RetryOnConflict,
+)
 from cqrskit.projection import FailurePolicy, Projection, ProjectionRunner
 from cqrskit.readstore import ReadStore, open_read_store
 from cqrskit.repository import Repository, UnitOfWork
@@ -59,6 +64,7 @@ __all__ = [
     "CommandHandler",
     "CommandResult",
     "ConcurrencyError",
+    "ConcurrencyLimit",
     "ConsistencyTimeout",
     "Context",
     "CqrsError",

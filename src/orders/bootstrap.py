@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from cqrskit import (
     START,
     CommandBus,
+    ConcurrencyLimit,
     EventRegistry,
     EventStore,
     LoggingMiddleware,
@@ -143,7 +144,11 @@ async def open_services(
         metrics = metrics if metrics is not None else CollectorRegistry()
         command_bus = CommandBus(
             command_repository(events),
-            [LoggingMiddleware(), *command_middleware(events, metrics)],
+            [
+                ConcurrencyLimit(settings.max_concurrent_commands),
+                LoggingMiddleware(),
+                *command_middleware(events, metrics),
+            ],
         )
         register_command_handlers(command_bus)
         query_bus = QueryBus([LoggingMiddleware(logging.getLogger("orders.queries"))])

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     jwt_secret: SecretStr | None = None
     """HS256 signing key; generated once into data_dir when unset."""
+    max_concurrent_commands: int = Field(default=16, ge=1, le=10_000)
+    """How many commands the process runs at once; the rest wait their turn, in order of
+    arrival. Past what the process and its database can do at once, more only make the
+    commands wait for each other inside (for a popular product), unevenly."""
     consistency_timeout: float = Field(default=2.0, ge=0, le=60)
     """How long a query with a Consistency-Token waits for the read model, in seconds."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
