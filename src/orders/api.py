@@ -103,11 +103,17 @@ PREFIX = "/api/v1"
 _bearer = HTTPBearer(auto_error=False, description="A token from `orders token`.")
 
 
+def _services_of(request: Request) -> Services:
+    # A check that `python -O` keeps: a plain assert would be stripped there.
+    services = app_services(request.app)
+    if not isinstance(services, Services):
+        raise TypeError("the app was not made by orders.api.create_app")
+    return services
+
+
 async def _services(request: Request) -> Services:
     # A coroutine, like every dependency here: FastAPI runs plain functions in its thread pool.
-    services = app_services(request.app)
-    assert isinstance(services, Services), "the app was not made by create_app"
-    return services
+    return _services_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(_services)]
@@ -126,8 +132,7 @@ def _caller(request: Request, credentials: HTTPAuthorizationCredentials | None) 
         return None
     # The services from the app itself, not through a dependency: every dependency
     # FastAPI solves costs a GetOrder a few per cent of its CPU.
-    services = app_services(request.app)
-    assert isinstance(services, Services), "the app was not made by create_app"
+    services = _services_of(request)
     try:
         return services.tokens.verify(credentials.credentials)
     except InvalidToken as exc:
