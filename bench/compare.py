@@ -171,8 +171,8 @@ GOALS: dict[tuple[str, str], float] = {
 def _goal(backend: str, scenario: Scenario) -> float | None:
     if (backend, scenario.name) in GOALS:
         return GOALS[backend, scenario.name]
-    if scenario.kind == "append" and scenario.batch == 10:
-        return 2.0
+    if backend == "postgres" and scenario.kind == "append" and scenario.batch == 10:
+        return 2.0  # the issue sets the 10-event goal for PostgreSQL only
     if scenario.kind == "read_all":
         return 1.5
     if scenario.kind == "load":
