@@ -227,3 +227,56 @@ async def test_store_errors_outside_handling_restart_from_the_checkpoint() -> No
     assert events.failures == 0
     assert status.last_error == "ConnectionError: event store unavailable"
     assert await harness.counts() == {"a": 5, "b": 5}
+
+
+class _TakenLease:
+    def __init__(self) -> None:
+        self._lost = asyncio.Event()
+
+    @property
+    def lost(self) -> asyncio.Event:
+        return self._lost
+
+    async def release(self) -> None:
+        pass
+
+
+class _OneLeaseOnly:
+    """Grants one lease; once it is lost (another process took over), grants no more."""
+
+    def __init__(self) -> None:
+        self.granted: list[_TakenLease] = []
+
+    async def try_acquire(self, name: str) -> _TakenLease | None:
+        if self.granted:
+            return None
+        self.granted.append(_TakenLease())
+        return self.granted[-1]
+
+
+async def test_a_live_projection_notices_a_lost_lease_and_a_stop_while_it_waits() -> None:
+    # The waits for new events share one pair of watch tasks per follow: across many
+    # waits, woken by events and by idle timeouts, a lost lease is still noticed at once
+    # (long before the idle wait's timeout), and so is a stop.
+    events = MemoryEventStore(tick_registry())
+    harness = MemoryHarness(MemoryReadStore())
+    leases = _OneLeaseOnly()
+    runner = ProjectionRunner(
+        events, leases=leases, registry=CollectorRegistry(), idle_wait=0.02, lease_retry=0.05
+    )
+    runner.add(harness.tally(), harness.store)
+    async with runner:
+        for round_no in range(5):
+            last = await append_ticks(events, ["a", "b"], 2, label=str(round_no))
+            assert (await runner.wait_for("tally", last, timeout=5)).reached
+            await asyncio.sleep(0.05)  # some idle waits time out in between
+        assert await harness.counts() == {"a": 10, "b": 10}
+        runner.idle_wait = 60.0  # from here on, only the watch can end a wait in time
+        await asyncio.sleep(0.05)
+        leases.granted[0].lost.set()
+        await eventually(lambda: runner.status("tally").state is ProjectionState.STANDBY)
+    stopped = ProjectionRunner(events, registry=CollectorRegistry(), idle_wait=60.0)
+    stopped.add(harness.tally(version=2), MemoryReadStore())
+    await stopped.start()
+    await eventually(lambda: stopped.status("tally").state is ProjectionState.LIVE)
+    await asyncio.wait_for(stopped.stop(), timeout=5)
