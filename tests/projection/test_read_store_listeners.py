@@ -206,11 +206,13 @@ async def test_postgres_switch_waits_for_a_batch_that_announces_the_live_version
 
 def test_checkpoint_news_reads_only_live_checkpoint_payloads() -> None:
     from cqrskit.readstore._postgres import checkpoint_news
+    from cqrskit.readstore.base import CHANGED
 
     assert checkpoint_news("orders 2 17:40 live") == {"orders": Position(17, 40)}
     assert checkpoint_news("orders 2 17:40 other") == {"orders": None}
     assert checkpoint_news("orders 2 17:40") == {}  # no live version row
-    assert checkpoint_news("orders") == {}  # a switch or a parked event: look it up
+    # A switch or a parked event: the waiters of orders look it up, others need not.
+    assert checkpoint_news("orders") == {"orders": CHANGED}
     assert checkpoint_news("orders 2 x:y live") == {}
     assert checkpoint_news(None) == {}
     assert checkpoint_news("") == {}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from cqrskit.readstore.base import resolve_tables
+from cqrskit.readstore.base import CHANGED, CheckpointNews, resolve_tables
 from cqrskit.readstore.sql import (
     LIVE_TABLES_SQL,
     Row,
@@ -75,16 +75,19 @@ def numbered(sql: str) -> str:
     return "".join(out)
 
 
-def checkpoint_news(payload: str | None) -> dict[str, Position | None]:
+def checkpoint_news(payload: str | None) -> CheckpointNews:
     """What a checkpoint NOTIFY says, as news for waiters (see ``wait_with_signal``).
 
     Payloads are ``"<projection> <version> <commit>:<seq> <live|other>"``, the last part
     saying whether readers used that version (see ``SqlReadStore._bookkeeping``). The
     news is ``{projection: checkpoint}`` for the live version, ``{projection: None}`` for
-    another one (its commit leaves the live checkpoint as it was), and ``{}`` for anything
-    else: waiters then read the checkpoint themselves.
+    another one (its commit leaves the live checkpoint as it was), ``{projection:
+    CHANGED}`` for a payload of the projection's name alone (its waiters read the
+    checkpoint, others need not), and ``{}`` for anything else: every waiter then reads.
     """
     parts = payload.split(" ") if payload else []
+    if len(parts) == 1 and parts[0]:
+        return {parts[0]: CHANGED}
     if len(parts) == 4 and parts[3] == "other":
         return {parts[0]: None}
     if len(parts) == 4 and parts[3] == "live":
@@ -94,7 +97,7 @@ def checkpoint_news(payload: str | None) -> dict[str, Position | None]:
 
 
 async def heartbeat(
-    on_change: Callable[[dict[str, Position | None]], None],
+    on_change: Callable[[CheckpointNews], None],
     connected: Callable[[], bool],
     *,
     connected_interval: float,
@@ -281,9 +284,7 @@ class PostgresDriver(SqlDriver):
         """The LISTEN connection's keeper, once listening started (tests look at it)."""
         return self._listener
 
-    async def start_listening(
-        self, on_change: Callable[[dict[str, Position | None]], None]
-    ) -> None:
+    async def start_listening(self, on_change: Callable[[CheckpointNews], None]) -> None:
         """Listen in the background: the listener reconnects with backoff whenever the
         connection drops and calls ``on_change({})`` after every (re)connect."""
         if self._listener is not None:

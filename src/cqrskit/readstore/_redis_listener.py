@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from cqrskit._signal import Signal
 from cqrskit.readstore._redis_keys import _RedisKeys
+from cqrskit.readstore.base import CHANGED
 
 _log = logging.getLogger("cqrskit.readstore.redis")
 
@@ -44,7 +45,10 @@ class _RedisListener(_RedisKeys):
                 self._signal.fire()
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
-                        self._signal.fire()
+                        # Commits publish their projection's name: only its waiters read.
+                        data = message.get("data")
+                        name = data.decode(errors="replace") if isinstance(data, bytes) else data
+                        self._signal.fire({name: CHANGED} if isinstance(name, str) else None)
                 _log.warning("read store subscription ended; subscribing again")
             except Exception as exc:
                 # Whatever went wrong, a fresh subscription is the way back.

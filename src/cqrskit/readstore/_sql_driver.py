@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from cqrskit.store.base import Position
+from cqrskit.readstore.base import CheckpointNews
 
 Row = dict[str, Any]
 
@@ -75,11 +75,12 @@ class SqlDriver(ABC):
         return None
 
     async def start_listening(  # noqa: B027 - optional hook
-        self, on_change: Callable[[dict[str, Position | None]], None]
+        self, on_change: Callable[[CheckpointNews], None]
     ) -> None:
         """Tell ``on_change`` about checkpoint changes made by other processes, as news for
         ``wait_with_signal``: ``{projection: live checkpoint}`` where known, ``None`` for
-        a change that leaves the live checkpoint alone, ``{}`` for "look yourself"."""
+        a change that leaves the live checkpoint alone, ``CHANGED`` for a change its
+        waiters must look at, ``{}`` for "everyone look"."""
 
     @abstractmethod
     async def close(self) -> None:

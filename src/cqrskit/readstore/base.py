@@ -329,6 +329,22 @@ class ReadStore(Protocol[U_co]):
         ...
 
 
+class _Changed:
+    """News of a commit that moved a projection's checkpoint, to a value not told."""
+
+    def __repr__(self) -> str:
+        return "CHANGED"
+
+
+CHANGED: Final = _Changed()
+"""Signal news ``{projection: CHANGED}``: that projection committed; its waiters read the
+checkpoint, the waiters of other projections need not (see :func:`wait_with_signal`)."""
+
+CheckpointNews = dict[str, "Position | _Changed | None"]
+"""What a checkpoint notification says, projection by projection (see
+:func:`wait_with_signal`)."""
+
+
 async def wait_with_signal(
     signal: Signal,
     read: _CheckpointReader,
@@ -369,7 +385,9 @@ async def wait_with_signal(
             if not changed.news:
                 stale = True
             news = changed.news.get(projection)
-            if news is not None and (known is None or news > known):
+            if news is CHANGED:
+                stale = True
+            elif news is not None and (known is None or news > known):
                 known = news
             assert changed.next is not None
             changed = changed.next

@@ -10,6 +10,7 @@ from typing import Any
 
 from cqrskit._signal import Signal
 from cqrskit.readstore.base import (
+    CHANGED,
     CheckpointConflict,
     ParkedEvent,
     ProjectionSpec,
@@ -108,7 +109,7 @@ class MemoryReadStore:
         uow._apply()
         self._versions[key] = state
         self._live.setdefault(projection.name, projection.version)
-        self._signal.fire()
+        self._signal.fire({projection.name: CHANGED})
         return True
 
     def _state(self, projection: str, version: int) -> _Version:
@@ -168,7 +169,7 @@ class MemoryReadStore:
             state.checkpoint = tx.new_checkpoint
         if tx.switch_live:
             self._live[projection.name] = projection.version
-        self._signal.fire()
+        self._signal.fire({projection.name: CHANGED})
 
     async def checkpoint(self, projection: str, version: int) -> Position | None:
         """The checkpoint of one projection version."""

@@ -41,6 +41,7 @@ from cqrskit.readstore._redis_listener import _CONNECTION_ERRORS, _close_quietly
 from cqrskit.readstore._redis_parked import _parked_record, _RedisParked
 from cqrskit.readstore._redis_read_version import _RedisVersionReader
 from cqrskit.readstore.base import (
+    CHANGED,
     CheckpointConflict,
     ProjectionSpec,
     ReadTransaction,
@@ -168,7 +169,7 @@ class RedisReadStore(_RedisListener, _RedisParked, _RedisVersionReader):
                 await pipe.execute()
             except WatchError:
                 return False  # prepared by a concurrent runner
-        self._signal.fire()
+        self._signal.fire({name: CHANGED})
         return True
 
     @asynccontextmanager
@@ -209,7 +210,7 @@ class RedisReadStore(_RedisListener, _RedisParked, _RedisVersionReader):
                         # A concurrent retry or discard unparked the event first.
                         raise missing from None
                 raise CheckpointConflict(name, version, expected or START, actual) from None
-        self._signal.fire()
+        self._signal.fire({name: CHANGED})
 
     def _bookkeeping(
         self, pipe: Pipeline, name: str, version: int, tx: ReadTransaction[Any]

@@ -37,6 +37,7 @@ from cqrskit.readstore._sql_driver import SqlTransaction as SqlTransaction
 from cqrskit.readstore._sql_driver import Statement as Statement
 from cqrskit.readstore._sql_snapshot import SqlSnapshot
 from cqrskit.readstore.base import (
+    CHANGED,
     CheckpointConflict,
     ParkedEvent,
     ProjectionSpec,
@@ -174,7 +175,7 @@ class SqlReadStore(_SqlBookkeeping, _SqlControls):
                 )
             await tx.commit([s for s in statements if s.rows])
         # A waiter may be waiting for the checkpoint row that now exists.
-        self._signal.fire()
+        self._signal.fire({projection.name: CHANGED})
         return True
 
     async def _tables_of(self, projection: str, version: int) -> dict[str, str]:
@@ -207,7 +208,7 @@ class SqlReadStore(_SqlBookkeeping, _SqlControls):
                 raise CheckpointConflict(
                     name, version, expected or Position(0, 0), await self.checkpoint(name, version)
                 ) from None
-        self._signal.fire()
+        self._signal.fire({name: CHANGED})
 
     async def _missing_parked(self, name: str, version: int, ids: list[str]) -> LookupError:
         """The error for a failed unpark guard, naming the id that is no longer parked."""
