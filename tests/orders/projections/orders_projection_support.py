@@ -31,6 +31,20 @@ from orders.domain.events import (
 )
 from orders.domain.values import Address, OrderLine
 
+
+def searchable_id() -> UUID:
+    """A random UUID whose dash-separated groups all start with a digit.
+
+    Order search matches words by prefix, and an id's groups are words: a random id with a
+    group such as ``ada7`` is found by a search for "ada" (a customer's name in the search
+    tests): with a dozen ids per test and a dozen such tests, about one run in ten failed.
+    """
+    while True:
+        candidate = uuid.uuid4()
+        if all(group[0].isdigit() for group in str(candidate).split("-")):
+            return candidate
+
+
 START = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 
 
@@ -113,7 +127,7 @@ class Shop:
         return Metadata(timestamp=self.clock)
 
     async def customer(self, name: str, email: str) -> UUID:
-        return await self.register(uuid.uuid4(), name, email)
+        return await self.register(searchable_id(), name, email)
 
     async def register(self, customer_id: UUID, name: str, email: str) -> UUID:
         event = CustomerRegistered(
@@ -123,7 +137,7 @@ class Shop:
         return customer_id
 
     async def product(self, sku: str, name: str, price: str, stock: int = 100) -> Product:
-        product = Product(uuid.uuid4(), sku, name, Decimal(price))
+        product = Product(searchable_id(), sku, name, Decimal(price))
         event = ProductAdded(
             product_id=product.id,
             sku=sku,
@@ -163,7 +177,7 @@ class Shop:
     async def place(
         self, customer_id: UUID, *lines: OrderLine, city: str = "Paris", street: str = "1 Rue"
     ) -> UUID:
-        order_id = uuid.uuid4()
+        order_id = searchable_id()
         total = sum((line.total for line in lines), Decimal(0))
         event = OrderPlaced(
             order_id=order_id,
