@@ -23,6 +23,7 @@ from cqrskit.errors import (
     UnexpectedVersion,
 )
 from cqrskit.messages import Command, Message
+from cqrskit.store._arguments import check_limit
 from cqrskit.store.base import EventStore
 
 __all__ = ["ConcurrencyLimit", "IdempotencyMiddleware", "LoggingMiddleware", "RetryOnConflict"]
@@ -187,9 +188,7 @@ class ConcurrencyLimit:
     """
 
     def __init__(self, limit: int) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be a positive integer, got {limit!r}")
-        self.limit = limit
+        self.limit = check_limit(limit)
         # An asyncio.Semaphore belongs to the loop it was first used on: one per loop.
         self._places: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()

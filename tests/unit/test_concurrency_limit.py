@@ -106,12 +106,24 @@ async def test_a_message_cancelled_while_waiting_takes_no_place() -> None:
 
 
 def test_one_limit_serves_one_bus_on_several_event_loops() -> None:
-    limited = Limited(2)
-    for _ in range(2):  # a semaphore bound to the first loop would fail on the second
-        assert asyncio.run(limited.bus.ask(Work(name="again"))) == "again"
+    limited = Limited(1)
+
+    async def three_at_once() -> list[str]:
+        # Two of them wait: an asyncio.Semaphore binds to the loop it first waits on, so
+        # one shared by both loops would fail on the second.
+        return await asyncio.gather(*(limited.bus.ask(Work(name=f"w{n}")) for n in range(3)))
+
+    for _ in range(2):
+        assert asyncio.run(three_at_once()) == ["w0", "w1", "w2"]
 
 
-@pytest.mark.parametrize("limit", [0, -1, 1.5, True, "4"])
-def test_a_limit_that_is_not_a_positive_integer_is_refused(limit: object) -> None:
-    with pytest.raises(ValueError, match="limit must be a positive integer"):
+@pytest.mark.parametrize("limit", [0, -1])
+def test_a_limit_below_one_is_refused(limit: int) -> None:
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        ConcurrencyLimit(limit)
+
+
+@pytest.mark.parametrize("limit", [1.5, True, "4", None])
+def test_a_limit_that_is_not_an_int_is_refused(limit: object) -> None:
+    with pytest.raises(TypeError, match="limit must be an int >= 1"):
         ConcurrencyLimit(limit)  # type: ignore[arg-type]
