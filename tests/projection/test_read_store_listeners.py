@@ -1,4 +1,5 @@
-"""Read stores' cross-process wake-ups survive a lost connection; Redis key and parked guards."""
+"""Read stores' wake-ups: they survive a lost connection and name the projection that
+committed, so a waiter reads only for its own; Redis key and parked guards."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -14,7 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from cqrskit.messages import DomainEvent
-from cqrskit.readstore import RedisReadStore, SqlReadStore, open_sql_read_store
+from cqrskit.readstore import MemoryReadStore, RedisReadStore, SqlReadStore, open_sql_read_store
 from cqrskit.readstore.redis import glob_escape
 from cqrskit.store.base import START, Position, RecordedEvent
 
@@ -421,3 +423,63 @@ async def test_redis_unpark_of_an_unknown_id_applies_nothing(
     assert await store.client.hget(total, "sum") is None
     assert await store.checkpoint("totals", 1) == START
     assert [p.id for p in await store.parked_events("totals")] == [parked_id]
+
+
+# -- Every store: a waiter reads only when its own projection commits ----------------------
+
+
+async def _reads_only_for_own_projection(waiter: Any, runner: Any, slack: int) -> None:
+    """Ten commits of another projection of the store make ``waiter``'s wait for ``mine``
+    read its checkpoint at most ``slack`` times (commits name their projection); a commit
+    of ``mine`` ends the wait. ``runner`` commits (the same store in-process, a second
+    handle as another process would have)."""
+    mine, other = Spec("mine"), Spec("other")
+    for spec in (mine, other):
+        await runner.prepare(spec, _no_setup)
+    reads: list[str] = []
+    live_checkpoint = waiter.live_checkpoint
+
+    async def counted(projection: str) -> Position | None:
+        reads.append(projection)
+        result: Position | None = await live_checkpoint(projection)
+        return result
+
+    waiter.live_checkpoint = counted
+    wait = asyncio.create_task(waiter.wait_for_checkpoint("mine", Position(0, 5), TIMEOUT))
+    await asyncio.sleep(0.2)  # the waiter has read once and waits (and listens)
+    before = len(reads)
+    for seq in range(1, 11):
+        await _commit(runner, other, seq)
+    await asyncio.sleep(0.3)  # time for another process's notifications to arrive
+    assert not wait.done()
+    assert len(reads) - before <= slack, reads
+    await _commit(runner, mine, 5)
+    assert await asyncio.wait_for(wait, FAST) == Position(0, 5)
+
+
+async def test_memory_waiter_reads_only_when_its_projection_commits() -> None:
+    store = MemoryReadStore()
+    await _reads_only_for_own_projection(store, store, slack=0)
+
+
+async def test_sqlite_waiter_reads_only_when_its_projection_commits(tmp_path: Path) -> None:
+    store = await open_sql_read_store(f"sqlite:///{tmp_path}/read.db")
+    try:
+        await _reads_only_for_own_projection(store, store, slack=0)
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_waiter_reads_only_when_its_projection_commits(
+    pg_pair: tuple[SqlReadStore, SqlReadStore],
+) -> None:
+    # Across processes a listener's own wake-ups ((re)connect, heartbeat) may each read.
+    await _reads_only_for_own_projection(*pg_pair, slack=2)
+
+
+@pytest.mark.redis
+async def test_redis_waiter_reads_only_when_its_projection_commits(
+    redis_pair: tuple[RedisReadStore, RedisReadStore],
+) -> None:
+    await _reads_only_for_own_projection(*redis_pair, slack=2)
