@@ -85,11 +85,13 @@ class _Prefetcher:
 
 
 class _Watch:
-    """Tasks that end when the worker is asked to stop or loses its lease: made once for a
-    whole follow, not for every wait for new events (three tasks a wake-up were a good
-    part of a live projection's cost per batch)."""
+    """A follow's stop event and lease, and tasks that end when either fires: made once
+    for a whole follow, not for every wait for new events (three tasks a wake-up were a
+    good part of a live projection's cost per batch)."""
 
     def __init__(self, stop: asyncio.Event, lease: Lease) -> None:
+        self.stop = stop
+        self.lease = lease
         self.tasks = (asyncio.create_task(stop.wait()), asyncio.create_task(lease.lost.wait()))
 
     def cancel(self) -> None:
@@ -169,7 +171,7 @@ class _Loop:
         reader = _Prefetcher(event_store, self.runner.batch_size, projection.handles)
         watch = _Watch(stop, lease)
         try:
-            await self._loop(projection, lease, stop, plan, checkpoint, progress, reader, watch)
+            await self._loop(projection, plan, checkpoint, progress, reader, watch)
         finally:
             reader.cancel()
             watch.cancel()
@@ -177,8 +179,6 @@ class _Loop:
     async def _loop(
         self,
         projection: Projection[Any],
-        lease: Lease,
-        stop: asyncio.Event,
         plan: _Switch | None,
         checkpoint: Position,
         progress: _Progress | None,
@@ -187,8 +187,8 @@ class _Loop:
     ) -> None:
         main = projection is self.projection
         arrived: EventPage | None = None  # what waiting live returned: the next batch
-        while not stop.is_set():
-            if lease.lost.is_set():
+        while not watch.stop.is_set():
+            if watch.lease.lost.is_set():
                 raise _LeaseLost
             # Yield once per batch: with in-memory stores nothing else would, starving
             # every other task (other projections, queries) during a long catch-up. A
@@ -229,7 +229,7 @@ class _Loop:
                     continue
             if not main:
                 if caught_up:
-                    waited = await self._next_events(checkpoint, stop, lease, projection, watch)
+                    waited = await self._next_events(checkpoint, projection, watch)
                     if waited is None:
                         return
                     arrived = waited
@@ -257,7 +257,7 @@ class _Loop:
                 raise _RebuildRequested
             if caught_up:
                 self.state = ProjectionState.LIVE
-                waited = await self._next_events(checkpoint, stop, lease, projection, watch)
+                waited = await self._next_events(checkpoint, projection, watch)
                 if waited is None:
                     return
                 if not waited.scanned and await self._vanished(projection):
@@ -284,12 +284,7 @@ class _Loop:
         return live is None or checkpoint >= live
 
     async def _next_events(
-        self,
-        after: Position,
-        stop: asyncio.Event,
-        lease: Lease,
-        projection: Projection[Any],
-        watch: _Watch,
+        self, after: Position, projection: Projection[Any], watch: _Watch
     ) -> EventPage | None:
         """The next batch once events (of any type) arrive, an empty page after
         ``idle_wait`` without any; ``None`` when asked to stop first. Raises
@@ -306,9 +301,9 @@ class _Loop:
             if not reading.done():
                 reading.cancel()
                 await asyncio.gather(reading, return_exceptions=True)
-        if lease.lost.is_set():
+        if watch.lease.lost.is_set():
             raise _LeaseLost
-        if stop.is_set():
+        if watch.stop.is_set():
             return None
         # Read errors surface here as they would from a read at the top of the loop.
         try:
