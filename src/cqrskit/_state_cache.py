@@ -63,6 +63,3 @@ class StateCache:
     def forget(self, stream_id: str) -> None:
         """Drop what is kept of ``stream_id``, if anything."""
         self._kept.pop(stream_id, None)
-
-    def __len__(self) -> int:
-        return len(self._kept)
