@@ -1,16 +1,21 @@
 """Projection benchmark: rebuild throughput and peak memory, append-to-visible latency.
 
-    .venv/bin/python bench/bench_projections.py [--events 1000000] [--small 100000]
-        [--postgres-url postgresql://postgres@127.0.0.1:5432/test] [--latency-seconds 10]
-        [--batch-size 10000] [--repeat 1] [--only rebuild|latency]
+    .venv/bin/python bench/bench_projections.py [--sizes 10000,100000,1000000]
+        [--peer-sizes 10000,100000] [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
+        [--latency-seconds 10] [--batch-size 10000] [--repeat 1] [--only rebuild|latency]
 
 ``--repeat N`` runs every scenario N times, in interleaved rounds, and reports each
 number's median (every run is kept in the JSON).
 
 1. **Rebuild**: an order-summary projection (an ``orders`` table upserted per order stream
-   and a ``customers`` counter table) is built from scratch, from ``--small`` and from
-   ``--events`` stored events, into SQLite (events in SQLite) and into PostgreSQL (events
-   in PostgreSQL). Each rebuild runs in a fresh process, so its peak RSS is its own.
+   and a ``customers`` counter table) is built from scratch, from each of ``--sizes``
+   stored events, into SQLite (events in SQLite) and into PostgreSQL (events in
+   PostgreSQL). Each rebuild runs in a fresh process, so its peak RSS is its own. Beside
+   it, at each of ``--peer-sizes``, the same read model on eventsourcing's projection
+   runner over the same events in its own recorders (``bench/peer_projection.py``; the
+   bench extra). The peer commits every event on its own, so its 1M rebuilds take
+   minutes: ask for them with ``--peer-sizes``. Both read models commit with the same
+   durability: SQLite ``synchronous=FULL``, PostgreSQL ``synchronous_commit=off``.
 2. **Append-to-visible**: with the runner live, a writer appends one event every 10 ms;
    for each append, the time until ``wait_for`` on its token returns, counted from the
    moment ``append`` returned (the event is committed and the client holds its token) and
@@ -22,8 +27,10 @@ number's median (every run is kept in the JSON).
    live reads in two steps (wait for events, then read them: one more query per
    wake-up), to show what ``EventStore.next_events`` saves; that row has no goal.
 
-Events are bulk-loaded (SQLite: ``executemany`` into the event table; PostgreSQL: ``COPY``)
-once and reused by later runs. Results go to ``bench/results/projections.json``.
+Events are bulk-loaded (SQLite: ``executemany`` into the event table; PostgreSQL: ``COPY``;
+the peer's through its recorder) once and reused by later runs. Results go to
+``bench/results/projections.json``, the plot of rebuild time and memory against events to
+``docs/bench/projection_rebuilds.png``.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ import asyncpg
 import orjson
 from prometheus_client import CollectorRegistry
 
+from _publish import publish
 from cqrskit.consistency import wait_for
 from cqrskit.messages import DomainEvent
 from cqrskit.projection import Projection, ProjectionRunner
@@ -296,15 +304,18 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def run_child(event_url: str, read_url: str, batch_size: int) -> dict[str, Any]:
-    output = subprocess.run(
-        [sys.executable, __file__, "--child", event_url, read_url, str(batch_size)],
-        check=True,
+def run_child(script: str, *arguments: str) -> dict[str, Any]:
+    """Run ``script`` (in bench/) in a process of its own; its last line is its JSON result."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name(script)), *arguments],
+        check=False,
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")},
-    ).stdout
-    return dict(json.loads(output.strip().splitlines()[-1]))
+    )
+    if done.returncode:
+        raise SystemExit(f"{script} {' '.join(arguments)} failed:\n{done.stderr}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 async def fresh_schema(base_url: str) -> tuple[str, str]:
@@ -458,28 +469,61 @@ COMPARISONS: Final = ("postgresql, wait then read",)
 """Scenarios that show what a mechanism gains, not what a deployment gets: no goal."""
 
 
-async def rebuild_round(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]]) -> None:
-    for count in (args.small, args.events):
-        print(f"loading {count:,} events into SQLite ...", flush=True)
-        event_url = await sqlite_events(count)
-        read_path = DATA / f"read-{uuid.uuid4().hex[:8]}.db"
-        try:
-            outcome = run_child(event_url, f"sqlite:///{read_path}", args.batch_size)
-        finally:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{read_path}{suffix}").unlink(missing_ok=True)  # noqa: ASYNC240
-        runs.setdefault(f"sqlite/{count}", []).append(outcome)
-        print(f"  sqlite rebuild {count:,}: {outcome}", flush=True)
-        if args.postgres_url:
-            print(f"loading {count:,} events into PostgreSQL ...", flush=True)
-            event_url = await postgres_events(args.postgres_url, count)
-            schema, read_url = await fresh_schema(args.postgres_url)
-            try:
-                outcome = run_child(event_url, read_url, args.batch_size)
-            finally:
-                await drop_schema(args.postgres_url, schema)
-            runs.setdefault(f"postgresql/{count}", []).append(outcome)
-            print(f"  postgresql rebuild {count:,}: {outcome}", flush=True)
+def remove_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+async def rebuild_round(
+    args: argparse.Namespace,
+    runs: dict[str, list[dict[str, Any]]],
+    peer_runs: dict[str, list[dict[str, Any]]],
+) -> None:
+    databases = ("sqlite", "postgresql") if args.postgres_url else ("sqlite",)
+    for count in args.sizes:
+        for database in databases:
+            key = f"{database}/{count}"
+            print(f"loading {count:,} events into {database} ...", flush=True)
+            tag = uuid.uuid4().hex[:8]
+            if database == "sqlite":
+                event_url = await sqlite_events(count)
+                read_path = DATA / f"read-{tag}.db"
+                try:
+                    outcome = run_child(
+                        "bench_projections.py",
+                        "--child",
+                        event_url,
+                        f"sqlite:///{read_path}?synchronous=FULL",
+                        str(args.batch_size),
+                    )
+                finally:
+                    remove_sqlite(read_path)
+            else:
+                event_url = await postgres_events(args.postgres_url, count)
+                schema, read_url = await fresh_schema(args.postgres_url)
+                try:
+                    outcome = run_child(
+                        "bench_projections.py", "--child", event_url, read_url, str(args.batch_size)
+                    )
+                finally:
+                    await drop_schema(args.postgres_url, schema)
+            runs.setdefault(key, []).append(outcome)
+            print(f"  cqrskit {key}: {outcome}", flush=True)
+            if count in args.peer_sizes:
+                peer = ("--postgres-url", args.postgres_url)
+                run_child("peer_projection.py", "load", database, str(count), *peer)
+                read = f"bench_peer_read_{tag}"
+                try:
+                    outcome = run_child(
+                        "peer_projection.py", "rebuild", database, str(count), *peer, "--read", read
+                    )
+                finally:
+                    if database == "sqlite":
+                        remove_sqlite(DATA / f"peer-{read}.db")
+                    else:
+                        await drop_schema(args.postgres_url, read)
+                peer_runs.setdefault(key, []).append(outcome)
+                print(f"  eventsourcing {key}: {outcome}", flush=True)
 
 
 async def latency_round(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]]) -> None:
@@ -515,45 +559,65 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     rebuilds: dict[str, list[dict[str, Any]]] = {}
+    peer_rebuilds: dict[str, list[dict[str, Any]]] = {}
     latencies: dict[str, list[dict[str, Any]]] = {}
     # Rounds interleave the scenarios, so a slow spell of the machine hits all of them.
     for round_number in range(1, args.repeat + 1):
         if args.repeat > 1:
             print(f"== round {round_number} of {args.repeat}", flush=True)
         if "rebuild" in args.only:
-            await rebuild_round(args, rebuilds)
+            await rebuild_round(args, rebuilds, peer_rebuilds)
         if "latency" in args.only:
             await latency_round(args, latencies)
     return {
         "rebuild": {key: medians(runs) for key, runs in rebuilds.items()},
+        "peer_rebuild": {key: medians(runs) for key, runs in peer_rebuilds.items()},
         "latency": {key: medians(runs) for key, runs in latencies.items()},
     }
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    rebuild = results["rebuild"]
-    rates = [r["events_per_second"] for k, r in rebuild.items() if k.endswith(f"/{args.events}")]
+    rebuild, peer = results["rebuild"], results["peer_rebuild"]
+    # Below ten batches a rebuild never has a full read-ahead in memory: flat is measured
+    # from the first size that does, to the largest.
+    largest = max(args.sizes)
+    smallest = min((c for c in args.sizes if c >= 10 * args.batch_size), default=min(args.sizes))
+    rates = [r["events_per_second"] for k, r in rebuild.items() if k.endswith(f"/{largest}")]
     flat = all(
-        rebuild[f"{db}/{args.events}"]["peak_rss_mb"]
-        <= 1.25 * rebuild[f"{db}/{args.small}"]["peak_rss_mb"]
+        rebuild[f"{db}/{largest}"]["peak_rss_mb"]
+        <= 1.25 * rebuild[f"{db}/{smallest}"]["peak_rss_mb"]
         for db in ("sqlite", "postgresql")
-        if f"{db}/{args.events}" in rebuild
+        if f"{db}/{largest}" in rebuild
     )
     goals: dict[str, bool] = {}
     if rebuild:
-        goals["rebuild >= 50k events/s (median)"] = bool(rates) and min(rates) >= 50_000
-        goals[f"peak RSS flat ({args.small:,} vs {args.events:,} events, within 25%)"] = flat
+        goals[f"rebuild >= 50k events/s at {largest:,} events (median)"] = (
+            bool(rates) and min(rates) >= 50_000
+        )
+        goals[f"peak RSS flat ({smallest:,} vs {largest:,} events, within 25%)"] = flat
     if results["latency"]:
         goals["append-to-visible p99 <= 20 ms (from commit, median)"] = all(
             r["p99_ms"] <= 20 for key, r in results["latency"].items() if key not in COMPARISONS
         )
     print()
-    print(f"{'rebuild':<22}{'events':>10}{'seconds':>10}{'events/s':>11}{'peak RSS MB':>13}")
+    print(
+        f"{'rebuild':<22}{'events':>10}{'seconds':>10}{'events/s':>11}{'peak RSS MB':>13}"
+        f"{'peer events/s':>15}{'peer RSS MB':>13}{'ratio':>8}"
+    )
     for key, r in rebuild.items():
-        print(
+        line = (
             f"{key:<22}{r['events']:>10,}{r['seconds']:>10.1f}"
             f"{r['events_per_second']:>11,}{r['peak_rss_mb']:>13.1f}"
         )
+        if key in peer:
+            theirs = peer[key]
+            if (theirs["orders"], theirs["lines"]) != (r["orders"], r["lines"]):
+                raise SystemExit(f"{key}: the two read models differ: {r} against {theirs}")
+            ratio = r["events_per_second"] / theirs["events_per_second"]
+            line += (
+                f"{theirs['events_per_second']:>15,}{theirs['peak_rss_mb']:>13.1f}{ratio:>7.1f}x"
+            )
+        print(line)
     print()
     print(
         f"{'append-to-visible, ms':<28}{'appends':>8}  {'from commit: p50':>16}{'p99':>7}{'max':>7}"
@@ -582,16 +646,44 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             "append_interval_ms": args.interval * 1000,
             "latency_seconds": args.latency_seconds,
             "repeat": args.repeat,
+            "sizes": args.sizes,
+            "peer_sizes": args.peer_sizes,
+            "peer": "eventsourcing 9.5.6 (ProjectionRunner on PostgreSQL; its subscription's "
+            "pull loop on SQLite, whose recorder has no subscription)",
+            "read_model_durability": {
+                "sqlite": "synchronous=FULL, both sides",
+                "postgresql": "synchronous_commit=off, both sides",
+            },
         },
         **results,
         "goals": goals,
     }
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    """A comma-separated list of event counts, each whole orders."""
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected counts like 10000,100000: {text!r}") from None
+    if any(count <= 0 or count % EVENTS_PER_ORDER for count in counts):
+        raise argparse.ArgumentTypeError(
+            f"each count must be a positive multiple of {EVENTS_PER_ORDER}"
+        )
+    return counts
+
+
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--small", type=int, default=100_000)
+    parser.add_argument(
+        "--sizes", type=_counts, default=(10_000, 100_000, 1_000_000), help="events per rebuild"
+    )
+    parser.add_argument(
+        "--peer-sizes",
+        type=_counts,
+        default=(10_000, 100_000),
+        help="sizes that eventsourcing rebuilds too (empty: none); 1M takes it minutes",
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get(
@@ -622,6 +714,8 @@ def parse() -> argparse.Namespace:
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if not args.sizes:
+        parser.error("--sizes needs at least one count")
     args.only = tuple(args.only or ("rebuild", "latency"))
     return args
 
@@ -634,7 +728,4 @@ if __name__ == "__main__":
         event_url, read_url, batch = arguments.child
         print(json.dumps(asyncio.run(rebuild(event_url, read_url, int(batch)))))
     else:
-        document = report(asyncio.run(main(arguments)), arguments)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(document, indent=2) + "\n")
-        print(f"\nwrote {RESULTS}")
+        publish(RESULTS, report(asyncio.run(main(arguments)), arguments), "projection_plots")

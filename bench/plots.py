@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after use(): the backend must be chosen first
+from matplotlib.ticker import FuncFormatter
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -204,11 +205,54 @@ def compare_plots(results: dict[str, Any]) -> list[Path]:
     return [_save(fig, "compare_writers.png")]
 
 
+def projection_plots(results: dict[str, Any]) -> list[Path]:
+    """bench_projections.py: rebuild time and peak memory against events, both runners."""
+    fig, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    sides = {"cqrskit": results["rebuild"], "eventsourcing": results.get("peer_rebuild", {})}
+    databases = {"sqlite": ("SQLite", "-"), "postgresql": ("PostgreSQL", "--")}
+    for side, rebuilds in sides.items():
+        for database, (name, style) in databases.items():
+            points = sorted(
+                (int(key.split("/")[1]), run)
+                for key, run in rebuilds.items()
+                if key.startswith(f"{database}/")
+            )
+            if not points:
+                continue
+            events = [count for count, _ in points]
+            label = f"{side}, {name}"
+            for ax, field in ((time_ax, "seconds"), (memory_ax, "peak_rss_mb")):
+                ax.plot(
+                    events,
+                    [run[field] for _, run in points],
+                    marker="o",
+                    color=COLOURS[side],
+                    linestyle=style,
+                    label=label,
+                )
+    time_ax.set_yscale("log")
+    time_ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    time_ax.set_ylabel("rebuild time, s (log)")
+    memory_ax.set_ylabel("peak RSS of the rebuild process, MB")
+    memory_ax.set_ylim(bottom=0)
+    sizes = sorted({int(key.split("/")[1]) for key in results["rebuild"]})
+    for ax in (time_ax, memory_ax):
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [f"{size:,}" for size in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("stored events (log)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"bench/bench_projections.py: rebuilds ({_when(results)})", fontsize=10)
+    return [_save(fig, "projection_rebuilds.png")]
+
+
 def main() -> None:
     for name, draw in (
         ("http.json", http_plots),
         ("search.json", search_plots),
         ("compare.json", compare_plots),
+        ("projections.json", projection_plots),
     ):
         path = RESULTS / name
         if path.exists():

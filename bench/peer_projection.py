@@ -1,0 +1,408 @@
+"""eventsourcing's side of the projection benchmark: the same order summary, the same events.
+
+    .venv/bin/python bench/peer_projection.py load sqlite|postgresql COUNT [--postgres-url URL]
+    .venv/bin/python bench/peer_projection.py rebuild sqlite|postgresql COUNT [--postgres-url URL]
+
+``bench/bench_projections.py`` runs both as child processes (``load`` once per size, then
+``rebuild`` in a fresh process for its own peak RSS); each prints one JSON line. Needs the
+``bench`` extra.
+
+- **The events** are ``bench_projections``'s own orders (placed, 8 lines, shipped), turned
+  into eventsourcing domain events (the order stream's name becomes a UUID, the payload is
+  the same) by the peer's mapper and stored by the peer's own recorder
+  (``insert_events``) in its SQLite file or PostgreSQL schema; made once, then reused.
+- **The read model** is the same two tables with the same UPSERTs as cqrskit's
+  ``OrderSummary``, in a view that is the peer's ``SQLiteTrackingRecorder`` /
+  ``PostgresTrackingRecorder`` (each event's rows and its tracking record in one
+  transaction, which is how the peer keeps a projection's effects exactly once).
+- **The runner**: on PostgreSQL, the peer's ``ProjectionRunner`` (its LISTEN/NOTIFY
+  subscription pulls 500 notifications at a time in a thread of its own). Its SQLite
+  recorder has no subscriptions (``subscribe`` raises ``NotImplementedError`` in 9.5.6), so
+  on SQLite the same ``Projection`` is fed by the loop that subscription runs: the
+  recorder's ``select_notifications`` 500 at a time, the application's mapper, and
+  ``process_event`` with a ``Tracking`` per event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import psycopg
+from psycopg.sql import SQL
+
+from bench_projections import DATA, EVENTS_PER_ORDER, _rows, peak_rss_mb
+
+try:
+    from eventsourcing.application import Application
+    from eventsourcing.dispatch import singledispatchmethod
+    from eventsourcing.domain import DomainEvent
+    from eventsourcing.persistence import Tracking, TrackingRecorder
+    from eventsourcing.postgres import PostgresTrackingRecorder
+    from eventsourcing.projection import Projection, ProjectionRunner
+    from eventsourcing.sqlite import SQLiteTrackingRecorder
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise SystemExit(
+        'bench/peer_projection.py needs the bench extra: pip install -e ".[dev,bench]"'
+    ) from exc
+
+LOAD_BATCH = 10_000
+ORDERS = uuid.UUID("5f0c5d3e-6a43-4c3b-9a4e-0d2f3c6b7a10")
+"""Namespace of the order streams' UUIDs (the peer's originator ids are UUIDs)."""
+
+
+class OrderPlaced(DomainEvent):
+    customer: str
+
+
+class OrderLineAdded(DomainEvent):
+    sku: str
+    quantity: int
+    price_cents: int
+
+
+class OrderShipped(DomainEvent):
+    customer: str
+    total_cents: int
+
+
+PEER_EVENTS: dict[str, type[DomainEvent]] = {
+    "bench.OrderPlaced": OrderPlaced,
+    "bench.OrderLineAdded": OrderLineAdded,
+    "bench.OrderShipped": OrderShipped,
+}
+
+
+class Orders(Application):
+    """The peer's application: its recorder holds the events, its mapper decodes them."""
+
+    name = "Orders"
+
+
+# -- the view: the peer's tracking recorder with the read model's tables -------------------
+
+ORDER_UPSERT = (
+    "INSERT INTO {orders} (order_id, customer, status, lines, total_cents, version) "
+    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (order_id) DO UPDATE SET "
+    "customer = COALESCE(excluded.customer, {orders}.customer), "
+    "status = COALESCE(excluded.status, {orders}.status), "
+    "lines = {orders}.lines + excluded.lines, "
+    "total_cents = {orders}.total_cents + excluded.total_cents, "
+    "version = excluded.version WHERE {orders}.version < excluded.version"
+)
+CUSTOMER_UPSERT = (
+    "INSERT INTO {customers} (customer, orders, revenue_cents) VALUES ({p}, {p}, {p}) "
+    "ON CONFLICT (customer) DO UPDATE SET orders = {customers}.orders + excluded.orders, "
+    "revenue_cents = {customers}.revenue_cents + excluded.revenue_cents"
+)
+CREATE_ORDERS = (
+    "CREATE TABLE IF NOT EXISTS {orders} (order_id TEXT PRIMARY KEY, customer TEXT, "
+    "status TEXT, lines BIGINT NOT NULL, total_cents BIGINT NOT NULL, version BIGINT NOT NULL)"
+)
+CREATE_CUSTOMERS = (
+    "CREATE TABLE IF NOT EXISTS {customers} (customer TEXT PRIMARY KEY, "
+    "orders BIGINT NOT NULL, revenue_cents BIGINT NOT NULL)"
+)
+OrderRow = tuple[str, str | None, str | None, int, int, int]
+CustomerRow = tuple[str, int, int]
+
+
+class SummaryView(TrackingRecorder):
+    """What the projection writes through: one event's rows and its tracking, atomically."""
+
+    def record(self, order: OrderRow, customer: CustomerRow | None, tracking: Tracking) -> None:
+        raise NotImplementedError
+
+    def totals(self) -> tuple[int, int]:
+        """(orders, lines) in the view, to check both sides built the same thing."""
+        raise NotImplementedError
+
+
+class SqliteSummaryView(SQLiteTrackingRecorder, SummaryView):
+    names = {"orders": "orders", "customers": "customers", "p": "?"}
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            CREATE_ORDERS.format(**self.names),
+            CREATE_CUSTOMERS.format(**self.names),
+        ]
+
+    def record(self, order: OrderRow, customer: CustomerRow | None, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(ORDER_UPSERT.format(**self.names), order)
+            if customer is not None:
+                c.execute(CUSTOMER_UPSERT.format(**self.names), customer)
+            self._insert_tracking(c, tracking)
+
+    def totals(self) -> tuple[int, int]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT count(*), sum(lines) FROM orders")
+            orders, lines = c.fetchone()
+        return int(orders), int(lines or 0)
+
+
+class PostgresSummaryView(PostgresTrackingRecorder, SummaryView):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        schema = self.datastore.schema
+        self.names = {
+            "orders": f'"{schema}".orders',
+            "customers": f'"{schema}".customers',
+            "p": "%s",
+        }
+        for statement in (CREATE_ORDERS, CREATE_CUSTOMERS):
+            self.sql_create_statements.append(SQL(statement.format(**self.names)))
+        self.order_upsert = ORDER_UPSERT.format(**self.names)
+        self.customer_upsert = CUSTOMER_UPSERT.format(**self.names)
+
+    def record(self, order: OrderRow, customer: CustomerRow | None, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self.order_upsert, order, prepare=True)
+            if customer is not None:
+                curs.execute(self.customer_upsert, customer, prepare=True)
+            self._insert_tracking(curs, tracking)
+
+    def totals(self) -> tuple[int, int]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(f"SELECT count(*) AS n, sum(lines) AS l FROM {self.names['orders']}")
+            row = curs.fetchone()
+        assert row is not None
+        return int(row["n"]), int(row["l"] or 0)
+
+
+class OrderSummary(Projection[SummaryView]):
+    """The same read model as cqrskit's ``OrderSummary``, one event at a time."""
+
+    name = "OrderSummary"
+
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.insert_tracking(tracking)
+
+    @process_event.register
+    def _(self, domain_event: OrderPlaced, tracking: Tracking) -> None:
+        order = str(domain_event.originator_id)
+        version = domain_event.originator_version
+        row = (order, domain_event.customer, "placed", 0, 0, version)
+        self.view.record(row, (domain_event.customer, 1, 0), tracking)
+
+    @process_event.register
+    def _(self, domain_event: OrderLineAdded, tracking: Tracking) -> None:
+        total = domain_event.quantity * domain_event.price_cents
+        row = (
+            str(domain_event.originator_id),
+            None,
+            None,
+            1,
+            total,
+            domain_event.originator_version,
+        )
+        self.view.record(row, None, tracking)
+
+    @process_event.register
+    def _(self, domain_event: OrderShipped, tracking: Tracking) -> None:
+        order = str(domain_event.originator_id)
+        row = (order, None, "shipped", 0, 0, domain_event.originator_version)
+        customer = (domain_event.customer, 0, domain_event.total_cents)
+        self.view.record(row, customer, tracking)
+
+
+# -- where the events live ----------------------------------------------------------------
+
+
+def environment(database: str, count: int, postgres_url: str, read: str | None) -> dict[str, str]:
+    """The peer's configuration: the events of ``count`` in their file or schema, and with
+    ``read`` the view in a file or schema of its own (the projection's prefixed settings)."""
+    if database == "sqlite":
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(DATA / f"peer-events-{count}.db"),
+            "SQLITE_LOCK_TIMEOUT": "60",
+        }
+        if read:
+            env["ORDERSUMMARY_SQLITE_DBNAME"] = str(DATA / f"peer-{read}.db")
+        return env
+    parts = urlsplit(postgres_url)
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": parts.path.lstrip("/") or "postgres",
+        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": parts.username or "postgres",
+        "POSTGRES_PASSWORD": parts.password or "",
+        "POSTGRES_SCHEMA": f"bench_peer_proj_{count}",
+        "CREATE_TABLE": "true",
+    }
+    if read:
+        env["ORDERSUMMARY_POSTGRES_SCHEMA"] = read
+    return env
+
+
+def create_schema(postgres_url: str, schema: str) -> None:
+    """The peer makes its tables, not the schema they go in."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+
+
+def _domain_events(count: int) -> Iterator[DomainEvent]:
+    """``bench_projections``'s events, as the peer's domain events."""
+    now = datetime.now(UTC)
+    ids: dict[str, uuid.UUID] = {}
+    for offset in range(0, count, 100_000):
+        for stream, version, event_type, data, _metadata in _rows(
+            min(100_000, count - offset), offset
+        ):
+            originator = ids.get(stream)
+            if originator is None:
+                ids.clear()  # an order's events are consecutive
+                originator = ids[stream] = uuid.uuid5(ORDERS, stream)
+            yield PEER_EVENTS[event_type](
+                originator_id=originator,
+                originator_version=version,
+                timestamp=now,
+                **orjson.loads(data),
+            )
+
+
+def load(database: str, count: int, postgres_url: str) -> dict[str, Any]:
+    """Store ``count`` events with the peer's recorder, unless they are there already."""
+    if count % EVENTS_PER_ORDER:
+        raise SystemExit(f"COUNT must be whole orders, a multiple of {EVENTS_PER_ORDER}")
+    DATA.mkdir(parents=True, exist_ok=True)
+    env = environment(database, count, postgres_url, None)
+    schema = env.get("POSTGRES_SCHEMA", "")
+    if database == "postgresql":
+        create_schema(postgres_url, schema)
+    app = Orders(env=env)
+    stored = app.recorder.max_notification_id() or 0
+    if stored == count:
+        app.close()
+        return {"loaded": 0, "events": count}
+    if stored:  # an interrupted load: start again
+        app.close()
+        if database == "postgresql":
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            create_schema(postgres_url, schema)
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                Path(env["SQLITE_DBNAME"] + suffix).unlink(missing_ok=True)
+        app = Orders(env=env)
+    try:
+        started = time.perf_counter()
+        batch = []
+        for domain_event in _domain_events(count):
+            batch.append(app.mapper.to_stored_event(domain_event))
+            if len(batch) == LOAD_BATCH:
+                app.recorder.insert_events(batch)
+                batch = []
+        if batch:
+            app.recorder.insert_events(batch)
+        return {"loaded": count, "seconds": round(time.perf_counter() - started, 1)}
+    finally:
+        app.close()
+
+
+# -- the rebuild --------------------------------------------------------------------------
+
+
+def rebuild(database: str, count: int, postgres_url: str, read: str) -> dict[str, Any]:
+    """Build the view from scratch over ``count`` stored events; in a process of its own."""
+    env = environment(database, count, postgres_url, read)
+    if database == "postgresql":
+        create_schema(postgres_url, read)
+        # cqrskit's PostgreSQL read store commits with synchronous_commit off (a read model
+        # is rebuilt from the events); libpq gives the peer's connections the same.
+        os.environ["PGOPTIONS"] = "-c synchronous_commit=off"
+    started = time.perf_counter()
+    if database == "postgresql":
+        with ProjectionRunner(
+            application_class=Orders,
+            projection_class=OrderSummary,
+            view_class=PostgresSummaryView,
+            env=env,
+        ) as runner:
+            runner.wait(runner.app.recorder.max_notification_id(), timeout=3600)
+            seconds = time.perf_counter() - started
+            view = runner.view
+            totals = view.totals()
+            processed = view.max_tracking_id(Orders.name) or 0
+    else:
+        seconds, totals, processed = _pull_and_process(env)
+    return {
+        "events": processed,
+        "seconds": round(seconds, 3),
+        "events_per_second": round(processed / seconds),
+        "peak_rss_mb": peak_rss_mb(),
+        "orders": totals[0],
+        "lines": totals[1],
+    }
+
+
+def _pull_and_process(env: dict[str, str]) -> tuple[float, tuple[int, int], int]:
+    """The peer's subscription loop without the subscription, which its SQLite lacks."""
+    from eventsourcing.persistence import InfrastructureFactory
+    from eventsourcing.utils import Environment
+
+    started = time.perf_counter()
+    app = Orders(env=env)
+    view = (
+        InfrastructureFactory[SqliteSummaryView]
+        .construct(env=Environment(OrderSummary.name, {**os.environ, **env}))
+        .tracking_recorder(SqliteSummaryView)
+    )
+    projection = OrderSummary(view=view)
+    last = view.max_tracking_id(app.name) or 0
+    try:
+        while True:
+            notifications = app.recorder.select_notifications(
+                start=last, limit=500, inclusive_of_start=False
+            )
+            for notification in notifications:
+                tracking = Tracking(app.name, notification.id)
+                projection.process_event(app.mapper.to_domain_event(notification), tracking)
+            if len(notifications) < 500:
+                break
+            last = notifications[-1].id
+        seconds = time.perf_counter() - started
+        return seconds, view.totals(), view.max_tracking_id(app.name) or 0
+    finally:
+        app.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("load", "rebuild"))
+    parser.add_argument("database", choices=("sqlite", "postgresql"))
+    parser.add_argument("count", type=int)
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "CQRSKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    parser.add_argument(
+        "--read", default="", help="rebuild: the view's schema (PostgreSQL) or file name tag"
+    )
+    args = parser.parse_args()
+    if args.action == "load":
+        outcome = load(args.database, args.count, args.postgres_url)
+    else:
+        if not args.read:
+            parser.error("rebuild needs --read")
+        outcome = rebuild(args.database, args.count, args.postgres_url, args.read)
+    print(json.dumps(outcome))
+
+
+if __name__ == "__main__":
+    main()
