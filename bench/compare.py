@@ -49,10 +49,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 
+from _peer import postgres_env
 from cqrskit import Aggregate, DomainEvent, Repository
 from cqrskit.store import NO_STREAM, START, EventRegistry, EventStore, open_event_store
 from cqrskit.store.postgres import PostgresEventStore
@@ -646,15 +646,8 @@ class PostgresBackend(Backend):
             await PostgresEventStore.open(self._store_url(self.schemas["raw"]), REGISTRY)
         ).close()
         await self.pool.execute(f'CREATE SCHEMA "{self.schemas["eventsourcing"]}"')
-        parts = urlsplit(self.url)
         env = {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "POSTGRES_DBNAME": parts.path.lstrip("/") or "postgres",
-            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-            "POSTGRES_PORT": str(parts.port or 5432),
-            "POSTGRES_USER": parts.username or "postgres",
-            "POSTGRES_PASSWORD": parts.password or "",
-            "POSTGRES_SCHEMA": self.schemas["eventsourcing"],
+            **postgres_env(self.url, self.schemas["eventsourcing"]),
             "POSTGRES_POOL_SIZE": str(POOL),
             "POSTGRES_MAX_OVERFLOW": "0",
         }

@@ -34,12 +34,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 import psycopg
 from psycopg.sql import SQL
 
+from _peer import postgres_env
 from bench_projections import DATA, EVENTS_PER_ORDER, _rows, peak_rss_mb
 
 try:
@@ -232,17 +232,7 @@ def environment(database: str, count: int, postgres_url: str, read: str | None) 
         if read:
             env["ORDERSUMMARY_SQLITE_DBNAME"] = str(DATA / f"peer-{read}.db")
         return env
-    parts = urlsplit(postgres_url)
-    env = {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": parts.path.lstrip("/") or "postgres",
-        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-        "POSTGRES_PORT": str(parts.port or 5432),
-        "POSTGRES_USER": parts.username or "postgres",
-        "POSTGRES_PASSWORD": parts.password or "",
-        "POSTGRES_SCHEMA": f"bench_peer_proj_{count}",
-        "CREATE_TABLE": "true",
-    }
+    env = postgres_env(postgres_url, f"bench_peer_proj_{count}")
     if read:
         env["ORDERSUMMARY_POSTGRES_SCHEMA"] = read
     return env
