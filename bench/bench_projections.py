@@ -716,6 +716,8 @@ def parse() -> argparse.Namespace:
         parser.error("--repeat must be at least 1")
     if not args.sizes:
         parser.error("--sizes needs at least one count")
+    if extra := set(args.peer_sizes) - set(args.sizes):
+        parser.error(f"--peer-sizes must be among --sizes; not in it: {sorted(extra)}")
     args.only = tuple(args.only or ("rebuild", "latency"))
     return args
 
