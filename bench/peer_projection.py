@@ -37,19 +37,30 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Identifier
 
 from _peer import postgres_env
-from bench_projections import DATA, EVENTS_PER_ORDER, _rows, peak_rss_mb
+from _rebuild_data import (
+    DATA,
+    EVENTS_PER_ORDER,
+    LINE_ADDED,
+    MODEL_TOTALS,
+    PLACED,
+    SHIPPED,
+    TOTALS,
+    order_rows,
+    peak_rss_mb,
+)
 
 try:
     from eventsourcing.application import Application
     from eventsourcing.dispatch import singledispatchmethod
     from eventsourcing.domain import DomainEvent
-    from eventsourcing.persistence import Tracking, TrackingRecorder
+    from eventsourcing.persistence import InfrastructureFactory, Tracking, TrackingRecorder
     from eventsourcing.postgres import PostgresTrackingRecorder
     from eventsourcing.projection import Projection, ProjectionRunner
-    from eventsourcing.sqlite import SQLiteTrackingRecorder
+    from eventsourcing.sqlite import SQLiteRecorder, SQLiteTrackingRecorder
+    from eventsourcing.utils import Environment
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise SystemExit(
         'bench/peer_projection.py needs the bench extra: pip install -e ".[dev,bench]"'
@@ -76,9 +87,9 @@ class OrderShipped(DomainEvent):
 
 
 PEER_EVENTS: dict[str, type[DomainEvent]] = {
-    "bench.OrderPlaced": OrderPlaced,
-    "bench.OrderLineAdded": OrderLineAdded,
-    "bench.OrderShipped": OrderShipped,
+    PLACED: OrderPlaced,
+    LINE_ADDED: OrderLineAdded,
+    SHIPPED: OrderShipped,
 }
 
 
@@ -122,8 +133,8 @@ class SummaryView(TrackingRecorder):
     def record(self, order: OrderRow, customer: CustomerRow | None, tracking: Tracking) -> None:
         raise NotImplementedError
 
-    def totals(self) -> tuple[int, int]:
-        """(orders, lines) in the view, to check both sides built the same thing."""
+    def totals(self) -> dict[str, int]:
+        """The view's :data:`TOTALS`, to check both sides built the same thing."""
         raise NotImplementedError
 
 
@@ -144,11 +155,11 @@ class SqliteSummaryView(SQLiteTrackingRecorder, SummaryView):
                 c.execute(CUSTOMER_UPSERT.format(**self.names), customer)
             self._insert_tracking(c, tracking)
 
-    def totals(self) -> tuple[int, int]:
+    def totals(self) -> dict[str, int]:
         with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT count(*), sum(lines) FROM orders")
-            orders, lines = c.fetchone()
-        return int(orders), int(lines or 0)
+            c.execute(MODEL_TOTALS.format(**self.names))
+            row = c.fetchone()
+        return {name: int(row[name]) for name in TOTALS}
 
 
 class PostgresSummaryView(PostgresTrackingRecorder, SummaryView):
@@ -172,12 +183,20 @@ class PostgresSummaryView(PostgresTrackingRecorder, SummaryView):
                 curs.execute(self.customer_upsert, customer, prepare=True)
             self._insert_tracking(curs, tracking)
 
-    def totals(self) -> tuple[int, int]:
+    def totals(self) -> dict[str, int]:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(f"SELECT count(*) AS n, sum(lines) AS l FROM {self.names['orders']}")
+            curs.execute(MODEL_TOTALS.format(**self.names))
             row = curs.fetchone()
         assert row is not None
-        return int(row["n"]), int(row["l"] or 0)
+        return {name: int(row[name]) for name in TOTALS}
+
+    def synchronous_commit(self) -> str:
+        """The setting the view's connections commit with."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SHOW synchronous_commit")
+            row = curs.fetchone()
+        assert row is not None
+        return str(row["synchronous_commit"])
 
 
 class OrderSummary(Projection[SummaryView]):
@@ -249,7 +268,7 @@ def _domain_events(count: int) -> Iterator[DomainEvent]:
     now = datetime.now(UTC)
     ids: dict[str, uuid.UUID] = {}
     for offset in range(0, count, 100_000):
-        for stream, version, event_type, data, _metadata in _rows(
+        for stream, version, event_type, data, _metadata in order_rows(
             min(100_000, count - offset), offset
         ):
             originator = ids.get(stream)
@@ -264,6 +283,22 @@ def _domain_events(count: int) -> Iterator[DomainEvent]:
             )
 
 
+def stored_events(app: Orders) -> int:
+    """How many events the peer's recorder holds (its notification ids may have gaps)."""
+    recorder: Any = app.recorder
+    with recorder.datastore.transaction(commit=False) as cursor:
+        table = recorder.events_table_name
+        if isinstance(recorder, SQLiteRecorder):
+            cursor.execute(f"SELECT count(*) AS n FROM {table}")
+        else:
+            cursor.execute(
+                SQL("SELECT count(*) AS n FROM {}.{}").format(
+                    Identifier(recorder.datastore.schema), Identifier(table)
+                )
+            )
+        return int(cursor.fetchone()["n"])
+
+
 def load(database: str, count: int, postgres_url: str) -> dict[str, Any]:
     """Store ``count`` events with the peer's recorder, unless they are there already."""
     if count % EVENTS_PER_ORDER:
@@ -274,7 +309,7 @@ def load(database: str, count: int, postgres_url: str) -> dict[str, Any]:
     if database == "postgresql":
         create_schema(postgres_url, schema)
     app = Orders(env=env)
-    stored = app.recorder.max_notification_id() or 0
+    stored = stored_events(app)
     if stored == count:
         app.close()
         return {"loaded": 0, "events": count}
@@ -307,43 +342,56 @@ def load(database: str, count: int, postgres_url: str) -> dict[str, Any]:
 
 
 def rebuild(database: str, count: int, postgres_url: str, read: str) -> dict[str, Any]:
-    """Build the view from scratch over ``count`` stored events; in a process of its own."""
+    """Build the view from scratch over ``count`` stored events; in a process of its own.
+
+    The time runs from before the peer's runner (or loop) is made, since it starts
+    processing as it is made, until the view's tracking reaches the last event (checked
+    every 10 ms: the runner's own ``wait`` backs off to 0.8 s between checks).
+    """
     env = environment(database, count, postgres_url, read)
     if database == "postgresql":
         create_schema(postgres_url, read)
         # cqrskit's PostgreSQL read store commits with synchronous_commit off (a read model
         # is rebuilt from the events); libpq gives the peer's connections the same.
-        os.environ["PGOPTIONS"] = "-c synchronous_commit=off"
-    started = time.perf_counter()
-    if database == "postgresql":
+        options = os.environ.get("PGOPTIONS", "")
+        os.environ["PGOPTIONS"] = f"{options} -c synchronous_commit=off".strip()
+    if database == "sqlite":
+        seconds, totals, stored = _pull_and_process(env)
+    else:
+        started = time.perf_counter()
         with ProjectionRunner(
             application_class=Orders,
             projection_class=OrderSummary,
             view_class=PostgresSummaryView,
             env=env,
         ) as runner:
-            runner.wait(runner.app.recorder.max_notification_id(), timeout=3600)
+            last = runner.app.recorder.max_notification_id() or 0
+            while (runner.view.max_tracking_id(Orders.name) or 0) < last:
+                runner.run_forever(timeout=0.01)  # raises what stopped the runner, if it did
+                if runner.is_interrupted.is_set():
+                    raise SystemExit("the peer's runner stopped before the end")
             seconds = time.perf_counter() - started
-            view = runner.view
-            totals = view.totals()
-            processed = view.max_tracking_id(Orders.name) or 0
-    else:
-        seconds, totals, processed = _pull_and_process(env)
+            totals = runner.view.totals()
+            stored = stored_events(runner.app)
+            if (setting := runner.view.synchronous_commit()) != "off":
+                raise SystemExit(f"the peer's view commits with synchronous_commit={setting}")
+    if stored != count:
+        raise SystemExit(f"the peer's store holds {stored} events, not {count}: load it first")
     return {
-        "events": processed,
+        "events": stored,
         "seconds": round(seconds, 3),
-        "events_per_second": round(processed / seconds),
+        "events_per_second": round(stored / seconds),
         "peak_rss_mb": peak_rss_mb(),
-        "orders": totals[0],
-        "lines": totals[1],
+        **totals,
     }
 
 
-def _pull_and_process(env: dict[str, str]) -> tuple[float, tuple[int, int], int]:
-    """The peer's subscription loop without the subscription, which its SQLite lacks."""
-    from eventsourcing.persistence import InfrastructureFactory
-    from eventsourcing.utils import Environment
+def _pull_and_process(env: dict[str, str]) -> tuple[float, dict[str, int], int]:
+    """What the peer's subscription does, in one thread: its SQLite recorder has none.
 
+    Unlike the subscription, this reads the next 500 notifications only after processing
+    the last ones (no thread hands them over, no queue holds up to ten such pages).
+    """
     started = time.perf_counter()
     app = Orders(env=env)
     view = (
@@ -365,8 +413,9 @@ def _pull_and_process(env: dict[str, str]) -> tuple[float, tuple[int, int], int]
                 break
             last = notifications[-1].id
         seconds = time.perf_counter() - started
-        return seconds, view.totals(), view.max_tracking_id(app.name) or 0
+        return seconds, view.totals(), stored_events(app)
     finally:
+        view.datastore.close()
         app.close()
 
 
@@ -385,6 +434,8 @@ def main() -> None:
         "--read", default="", help="rebuild: the view's schema (PostgreSQL) or file name tag"
     )
     args = parser.parse_args()
+    if args.database == "postgresql" and not args.postgres_url:
+        parser.error("postgresql needs --postgres-url")
     if args.action == "load":
         outcome = load(args.database, args.count, args.postgres_url)
     else:
