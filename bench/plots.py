@@ -236,13 +236,13 @@ def projection_plots(results: dict[str, Any]) -> list[Path]:
     memory_ax.set_ylabel("peak RSS of the rebuild process, MB")
     memory_ax.set_ylim(bottom=0)
     sizes = sorted({int(key.split("/")[1]) for key in results["rebuild"]})
-    for ax in (time_ax, memory_ax):
+    for ax, where in ((time_ax, "lower right"), (memory_ax, "lower left")):
         ax.set_xscale("log")
         ax.set_xticks(sizes, [f"{size:,}" for size in sizes])
         ax.minorticks_off()
         ax.set_xlabel("stored events (log)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc=where)
     fig.suptitle(f"bench/bench_projections.py: rebuilds ({_when(results)})", fontsize=10)
     return [_save(fig, "projection_rebuilds.png")]
 
