@@ -42,6 +42,7 @@ import functools
 import json
 import os
 import platform
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -491,7 +492,10 @@ async def latency_round(args: argparse.Namespace, runs: dict[str, list[dict[str,
             where = DATA / f"latency-{uuid.uuid4().hex[:8]}"
             where.mkdir(parents=True)
             event_url, read_url = f"sqlite:///{where}/events.db", f"sqlite:///{where}/read.db"
-            outcome = await latency(event_url, read_url, args.latency_seconds, args.interval)
+            try:
+                outcome = await latency(event_url, read_url, args.latency_seconds, args.interval)
+            finally:
+                shutil.rmtree(where)
         elif args.postgres_url:
             schema = f"bench_latency_{uuid.uuid4().hex[:8]}"
             url = f"{args.postgres_url}?schema={schema}"

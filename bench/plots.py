@@ -207,6 +207,8 @@ def compare_plots(results: dict[str, Any]) -> list[Path]:
 
 def projection_plots(results: dict[str, Any]) -> list[Path]:
     """bench_projections.py: rebuild time and peak memory against events, both runners."""
+    if not results["rebuild"]:
+        return []  # a latency-only run: keep the plot of the last rebuilds
     fig, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     sides = {"cqrskit": results["rebuild"], "eventsourcing": results.get("peer_rebuild", {})}
     databases = {"sqlite": ("SQLite", "-"), "postgresql": ("PostgreSQL", "--")}
