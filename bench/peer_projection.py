@@ -7,20 +7,23 @@
 ``rebuild`` in a fresh process for its own peak RSS); each prints one JSON line. Needs the
 ``bench`` extra.
 
-- **The events** are ``bench_projections``'s own orders (placed, 8 lines, shipped), turned
-  into eventsourcing domain events (the order stream's name becomes a UUID, the payload is
-  the same) by the peer's mapper and stored by the peer's own recorder
-  (``insert_events``) in its SQLite file or PostgreSQL schema; made once, then reused.
+- **The events** are the benchmark's orders (``_rebuild_data.order_rows``: placed, 8
+  lines, shipped), turned into eventsourcing domain events (the order stream's name becomes
+  a UUID, the payload is the same) by the peer's mapper and stored by the peer's own
+  recorder (``insert_events``) in its SQLite file or PostgreSQL schema; made once, then
+  reused.
 - **The read model** is the same two tables with the same UPSERTs as cqrskit's
   ``OrderSummary``, in a view that is the peer's ``SQLiteTrackingRecorder`` /
   ``PostgresTrackingRecorder`` (each event's rows and its tracking record in one
   transaction, which is how the peer keeps a projection's effects exactly once).
 - **The runner**: on PostgreSQL, the peer's ``ProjectionRunner`` (its LISTEN/NOTIFY
-  subscription pulls 500 notifications at a time in a thread of its own). Its SQLite
-  recorder has no subscriptions (``subscribe`` raises ``NotImplementedError`` in 9.5.6), so
-  on SQLite the same ``Projection`` is fed by the loop that subscription runs: the
-  recorder's ``select_notifications`` 500 at a time, the application's mapper, and
-  ``process_event`` with a ``Tracking`` per event.
+  subscription pulls 500 notifications at a time in a thread of its own and queues up to
+  ten such pages). Its SQLite recorder has no subscriptions (``subscribe`` raises
+  ``NotImplementedError`` in 9.5.6), so on SQLite the same ``Projection`` is fed by what
+  that subscription does, in one thread: the recorder's ``select_notifications`` 500 at a
+  time, the application's mapper, and ``process_event`` with a ``Tracking`` per event.
+- **The process** imports the peer, psycopg and ``_rebuild_data`` / ``_peer``, never cqrskit
+  or its libraries, so its peak RSS is the peer's own.
 """
 
 from __future__ import annotations
