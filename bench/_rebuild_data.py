@@ -20,6 +20,30 @@ EVENTS_PER_ORDER: Final = 10  # placed, 8 lines, shipped
 CUSTOMERS: Final = 5000
 PLACED, LINE_ADDED, SHIPPED = "bench.OrderPlaced", "bench.OrderLineAdded", "bench.OrderShipped"
 
+# The read model both sides build, in SQL both databases run: ``{orders}`` and
+# ``{customers}`` are each side's table names, ``{p}`` its driver's placeholder.
+CREATE_ORDERS: Final = (
+    "CREATE TABLE IF NOT EXISTS {orders} (order_id TEXT PRIMARY KEY, customer TEXT, "
+    "status TEXT, lines BIGINT NOT NULL, total_cents BIGINT NOT NULL, version BIGINT NOT NULL)"
+)
+CREATE_CUSTOMERS: Final = (
+    "CREATE TABLE IF NOT EXISTS {customers} (customer TEXT PRIMARY KEY, "
+    "orders BIGINT NOT NULL, revenue_cents BIGINT NOT NULL)"
+)
+ORDER_UPSERT: Final = (
+    "INSERT INTO {orders} (order_id, customer, status, lines, total_cents, version) "
+    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (order_id) DO UPDATE SET "
+    "customer = COALESCE(excluded.customer, {orders}.customer), "
+    "status = COALESCE(excluded.status, {orders}.status), "
+    "lines = {orders}.lines + excluded.lines, "
+    "total_cents = {orders}.total_cents + excluded.total_cents, "
+    "version = excluded.version WHERE {orders}.version < excluded.version"
+)
+CUSTOMER_UPSERT: Final = (
+    "INSERT INTO {customers} (customer, orders, revenue_cents) VALUES ({p}, {p}, {p}) "
+    "ON CONFLICT (customer) DO UPDATE SET orders = {customers}.orders + excluded.orders, "
+    "revenue_cents = {customers}.revenue_cents + excluded.revenue_cents"
+)
 MODEL_TOTALS: Final = (
     "SELECT (SELECT count(*) FROM {orders}) AS orders, "
     "(SELECT coalesce(sum(lines), 0) FROM {orders}) AS lines, "

@@ -59,11 +59,15 @@ from prometheus_client import CollectorRegistry
 
 from _publish import publish
 from _rebuild_data import (
+    CREATE_CUSTOMERS,
+    CREATE_ORDERS,
+    CUSTOMER_UPSERT,
     CUSTOMERS,
     DATA,
     EVENTS_PER_ORDER,
     LINE_ADDED,
     MODEL_TOTALS,
+    ORDER_UPSERT,
     PLACED,
     SHIPPED,
     TOTALS,
@@ -101,6 +105,12 @@ class OrderShipped(DomainEvent):
 REGISTRY = EventRegistry([OrderPlaced, OrderLineAdded, OrderShipped])
 
 
+def _ours(statement: str) -> str:
+    """A read-model statement as the SQL read store takes it: its own ``{table}`` names
+    (the live version's, filled in per unit of work) and ``?`` placeholders."""
+    return statement.format(p="?", orders="{orders}", customers="{customers}")
+
+
 class OrderSummary(Projection[SqlUnitOfWork]):
     """One row per order, one counter row per customer; the same SQL on both databases.
 
@@ -114,14 +124,8 @@ class OrderSummary(Projection[SqlUnitOfWork]):
     tables = ("orders", "customers")
 
     async def setup(self, uow: SqlUnitOfWork) -> None:
-        await uow.execute(
-            "CREATE TABLE {orders} (order_id TEXT PRIMARY KEY, customer TEXT, status TEXT, "
-            "lines BIGINT NOT NULL, total_cents BIGINT NOT NULL, version BIGINT NOT NULL)"
-        )
-        await uow.execute(
-            "CREATE TABLE {customers} (customer TEXT PRIMARY KEY, orders BIGINT NOT NULL, "
-            "revenue_cents BIGINT NOT NULL)"
-        )
+        await uow.execute(_ours(CREATE_ORDERS))
+        await uow.execute(_ours(CREATE_CUSTOMERS))
 
     async def handle(self, events: Sequence[RecordedEvent], uow: SqlUnitOfWork) -> None:
         orders: dict[str, list[Any]] = {}
@@ -141,21 +145,9 @@ class OrderSummary(Projection[SqlUnitOfWork]):
                 case OrderShipped(customer=customer, total_cents=total):
                     row[2] = "shipped"
                     customers.setdefault(customer, [0, 0])[1] += total
+        await uow.executemany(_ours(ORDER_UPSERT), orders.values())
         await uow.executemany(
-            "INSERT INTO {orders} (order_id, customer, status, lines, total_cents, version) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET "
-            "customer = COALESCE(excluded.customer, {orders}.customer), "
-            "status = COALESCE(excluded.status, {orders}.status), "
-            "lines = {orders}.lines + excluded.lines, "
-            "total_cents = {orders}.total_cents + excluded.total_cents, "
-            "version = excluded.version WHERE {orders}.version < excluded.version",
-            orders.values(),
-        )
-        await uow.executemany(
-            "INSERT INTO {customers} (customer, orders, revenue_cents) VALUES (?, ?, ?) "
-            "ON CONFLICT (customer) DO UPDATE SET orders = {customers}.orders + excluded.orders, "
-            "revenue_cents = {customers}.revenue_cents + excluded.revenue_cents",
-            [(c, n, revenue) for c, (n, revenue) in customers.items()],
+            _ours(CUSTOMER_UPSERT), [(c, n, revenue) for c, (n, revenue) in customers.items()]
         )
 
 

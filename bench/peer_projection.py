@@ -44,10 +44,14 @@ from psycopg.sql import SQL, Identifier
 
 from _peer import postgres_env
 from _rebuild_data import (
+    CREATE_CUSTOMERS,
+    CREATE_ORDERS,
+    CUSTOMER_UPSERT,
     DATA,
     EVENTS_PER_ORDER,
     LINE_ADDED,
     MODEL_TOTALS,
+    ORDER_UPSERT,
     PLACED,
     SHIPPED,
     TOTALS,
@@ -104,28 +108,6 @@ class Orders(Application):
 
 # -- the view: the peer's tracking recorder with the read model's tables -------------------
 
-ORDER_UPSERT = (
-    "INSERT INTO {orders} (order_id, customer, status, lines, total_cents, version) "
-    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (order_id) DO UPDATE SET "
-    "customer = COALESCE(excluded.customer, {orders}.customer), "
-    "status = COALESCE(excluded.status, {orders}.status), "
-    "lines = {orders}.lines + excluded.lines, "
-    "total_cents = {orders}.total_cents + excluded.total_cents, "
-    "version = excluded.version WHERE {orders}.version < excluded.version"
-)
-CUSTOMER_UPSERT = (
-    "INSERT INTO {customers} (customer, orders, revenue_cents) VALUES ({p}, {p}, {p}) "
-    "ON CONFLICT (customer) DO UPDATE SET orders = {customers}.orders + excluded.orders, "
-    "revenue_cents = {customers}.revenue_cents + excluded.revenue_cents"
-)
-CREATE_ORDERS = (
-    "CREATE TABLE IF NOT EXISTS {orders} (order_id TEXT PRIMARY KEY, customer TEXT, "
-    "status TEXT, lines BIGINT NOT NULL, total_cents BIGINT NOT NULL, version BIGINT NOT NULL)"
-)
-CREATE_CUSTOMERS = (
-    "CREATE TABLE IF NOT EXISTS {customers} (customer TEXT PRIMARY KEY, "
-    "orders BIGINT NOT NULL, revenue_cents BIGINT NOT NULL)"
-)
 OrderRow = tuple[str, str | None, str | None, int, int, int]
 CustomerRow = tuple[str, int, int]
 
